@@ -1,0 +1,322 @@
+"""The ``d2q`` command line: parse arguments, build settings, call one entry point."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from worker.errors import D2QError
+from worker.settings import QUERIES_PER_PARAGRAPH_RANGE, Settings, load_settings
+
+logger = logging.getLogger("worker")
+
+EXIT_OK = 0
+EXIT_FAILED_DOCUMENTS = 1
+EXIT_ERROR = 2
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("opensearch", "elastic_transport", "urllib3", "httpx"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+# --- arguments -------------------------------------------------------------------
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("cluster")
+    group.add_argument("--url", help="cluster URL (env D2Q_URL; default http://localhost:9200)")
+    group.add_argument("--engine", choices=["auto", "opensearch", "elasticsearch"], help="server type; default: detect")
+    group.add_argument("--ca-certs", help="CA bundle used to verify the server's TLS certificate")
+    group.add_argument(
+        "--insecure", action="store_true", default=None, help="do not verify TLS certificates (logs a warning)"
+    )
+    group.add_argument("--config", help="TOML settings file (env D2Q_CONFIG)")
+    group.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    group.add_argument("--log-format", choices=["text", "json"], help="log line format (default text)")
+    return parser
+
+
+def _index_options() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("index")
+    group.add_argument("--index", required=True, help="index to expand")
+    group.add_argument(
+        "--field",
+        dest="fields",
+        action="append",
+        help="source text field, repeat for several (default: title and text)",
+    )
+    group.add_argument("--expansion-field", help="name of the expansion object (default doc2query)")
+    group.add_argument("--analyzer", help="analyzer of the generated queries (default spanish)")
+    return parser
+
+
+def _model_options() -> argparse.ArgumentParser:
+    low, high = QUERIES_PER_PARAGRAPH_RANGE
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", help="model hub name or local folder")
+    group.add_argument("--device", help="auto, cpu or cuda (default auto)")
+    group.add_argument("--batch-size", type=int, help="paragraphs per generate call (default 8)")
+    group.add_argument(
+        "--queries-per-paragraph", type=int, help=f"queries generated per paragraph, {low}-{high} (default 20)"
+    )
+    group.add_argument("--decoding", help="sampling (top-k) or beam (default sampling)")
+    group.add_argument("--top-k", type=int, help="top-k of sampling (default 10)")
+    group.add_argument("--max-new-tokens", type=int, help="maximum tokens per query (default 64)")
+    group.add_argument("--min-new-tokens", type=int, help="minimum tokens per query (default 0)")
+    group.add_argument("--seed", type=int, help="random seed of sampling")
+    group.add_argument("--page-size", type=int, help="documents per page and per bulk request (default 64)")
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="d2q", description="Expand documents with doc2query queries.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    connection, index, model = _connection_options(), _index_options(), _model_options()
+
+    cluster = commands.add_parser("cluster", help="run a local single-node server for development")
+    cluster.add_argument("action", choices=["start", "stop", "status"])
+    cluster.add_argument("--engine", default="opensearch", help="engine to run (default opensearch)")
+    cluster.add_argument("--port", type=int, default=9200, help="HTTP port on 127.0.0.1 (default 9200)")
+    cluster.add_argument("--heap", default="512m", help="JVM heap size (default 512m)")
+
+    commands.add_parser("init", parents=[connection, index], help="add the expansion object to an index's mapping")
+
+    backfill = commands.add_parser(
+        "backfill", parents=[connection, index, model], help="expand every pending document once"
+    )
+    backfill.add_argument("--limit", type=int, help="stop after this many documents")
+    backfill.add_argument("--retry-failed", action="store_true", default=None, help="also retry failed documents")
+    backfill.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+
+    run = commands.add_parser("run", parents=[connection, index, model], help="expand new documents until stopped")
+    run.add_argument("--poll-seconds", type=float, help="wait between passes when nothing is pending (default 30)")
+
+    commands.add_parser("status", parents=[connection, index, model], help="count documents by expansion state")
+
+    tiny = commands.add_parser("build-tiny-model", help="build a tiny random mT5 model for tests and the demo")
+    tiny.add_argument("target", help="folder to write the model to")
+    tiny.add_argument("--corpus", required=True, help="JSONL file whose 'text' fields train the vocabulary")
+    return parser
+
+
+_NOT_SETTINGS = {"command", "action", "config", "port", "heap", "target", "corpus"}
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    flags = {key: value for key, value in vars(args).items() if key not in _NOT_SETTINGS}
+    return load_settings(flags, os.environ, getattr(args, "config", None))
+
+
+# --- commands ----------------------------------------------------------------------
+
+
+def _command_cluster(args: argparse.Namespace) -> int:
+    from worker.cluster import local
+
+    node = local.get_node(args.engine, args.port)
+    if args.action == "start":
+        print(local.start(node, heap=args.heap))
+    elif args.action == "stop":
+        print("stopped" if local.stop(node) else "not running")
+    else:
+        print(json.dumps(local.status(node), indent=2))
+    return EXIT_OK
+
+
+def _connect(settings: Settings) -> Any:
+    from worker.cluster.engine import ConnectionConfig, connect
+
+    if settings.insecure:
+        logger.warning("TLS certificate verification is off (--insecure)")
+    return connect(
+        ConnectionConfig(
+            url=settings.url,
+            engine=settings.engine,
+            username=settings.username,
+            password=settings.password,
+            api_key=settings.api_key,
+            ca_certs=settings.ca_certs,
+            insecure=settings.insecure,
+            request_timeout=settings.request_timeout,
+        )
+    )
+
+
+def _fingerprint(settings: Settings) -> str:
+    from worker.expansion.document import fingerprint
+
+    return fingerprint(settings.model, settings.generation_fingerprint_fields())
+
+
+def _command_init(settings: Settings) -> int:
+    from worker.cluster.mapping import ensure_expansion_mapping
+
+    engine = _connect(settings)
+    assert settings.index is not None
+    ensure_expansion_mapping(engine, settings.index, settings.expansion_field, settings.analyzer)
+    print(f"index {settings.index}: expansion object {settings.expansion_field!r} mapped")
+    return EXIT_OK
+
+
+def _command_status(settings: Settings) -> int:
+    from worker.cluster.counts import expansion_counts
+
+    engine = _connect(settings)
+    assert settings.index is not None
+    counts = expansion_counts(engine, settings.index, settings.expansion_field, _fingerprint(settings))
+    print(json.dumps({"index": settings.index, **counts}))
+    return EXIT_OK
+
+
+def build_pipeline(settings: Settings, engine: Any) -> Any:
+    """Load the model and join it with the cluster side."""
+    from worker.cluster.writer import BulkWriter
+    from worker.model import GenerationConfig, load_generator
+    from worker.pipeline import Pipeline, PipelineConfig
+
+    assert settings.index is not None
+    generator = load_generator(
+        GenerationConfig(
+            model=settings.model,
+            backend=settings.backend,
+            device=settings.device,
+            batch_size=settings.batch_size,
+            queries_per_paragraph=settings.queries_per_paragraph,
+            decoding=settings.decoding,
+            top_k=settings.top_k,
+            max_input_tokens=settings.max_input_tokens,
+            max_new_tokens=settings.max_new_tokens,
+            min_new_tokens=settings.min_new_tokens,
+            seed=settings.seed,
+        )
+    )
+    writer = BulkWriter(engine, settings.expansion_field, settings.bulk_max_bytes, max_items=settings.page_size)
+    config = PipelineConfig(
+        index=settings.index,
+        fields=tuple(settings.fields),
+        expansion_field=settings.expansion_field,
+        model_name=settings.model,
+        fingerprint=_fingerprint(settings),
+        page_size=settings.page_size,
+        keep_alive=settings.pit_keep_alive,
+        max_terms=settings.max_terms,
+        max_input_tokens=settings.max_input_tokens,
+        retry_failed=settings.retry_failed,
+    )
+    return Pipeline(engine, generator, writer, config)
+
+
+def install_stop_handlers(pipeline: Any) -> None:
+    """First SIGINT or SIGTERM: finish the page in flight. Second: exit at once."""
+    received: list[int] = []
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            logger.info("received %s; stopping after the batch in flight", signal.Signals(signum).name)
+            pipeline.request_stop()
+        else:
+            logger.warning("received a second signal; exiting now")
+            os._exit(128 + signum)
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+
+
+def _command_backfill(settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from worker.cluster.mapping import ensure_expansion_mapping
+
+    engine = _connect(settings)
+    assert settings.index is not None
+    ensure_expansion_mapping(engine, settings.index, settings.expansion_field, settings.analyzer)
+    pipeline = build_pipeline(settings, engine)
+    install_stop_handlers(pipeline)
+    total = pipeline.pending_count()
+    if settings.limit is not None:
+        total = min(total, settings.limit)
+    with tqdm(total=total, unit="doc", disable=not settings.progress, file=sys.stderr) as bar:
+        summary = pipeline.backfill(settings.limit, progress=bar.update)
+    print(summary.line())
+    return EXIT_OK if summary.failed == 0 else EXIT_FAILED_DOCUMENTS
+
+
+def _command_run(settings: Settings) -> int:
+    from worker.cluster.mapping import ensure_expansion_mapping
+
+    engine = _connect(settings)
+    assert settings.index is not None
+    ensure_expansion_mapping(engine, settings.index, settings.expansion_field, settings.analyzer)
+    pipeline = build_pipeline(settings, engine)
+    install_stop_handlers(pipeline)
+    logger.info("daemon started on index %s, polling every %.0f s", settings.index, settings.poll_seconds)
+    summary = pipeline.run_forever(settings.poll_seconds)
+    logger.info("daemon stopped: %s", summary.line())
+    print(summary.line())
+    return EXIT_OK
+
+
+def _command_build_tiny_model(args: argparse.Namespace) -> int:
+    from worker.model.tiny import build_tiny_model
+
+    with open(args.corpus, encoding="utf-8") as handle:
+        texts = [json.loads(line).get("text", "") for line in handle if line.strip()]
+    print(build_tiny_model(Path(args.target), [text for text in texts if text]))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "cluster":
+            configure_logging("INFO", "text")
+            return _command_cluster(args)
+        if args.command == "build-tiny-model":
+            configure_logging("WARNING", "text")
+            return _command_build_tiny_model(args)
+        settings = settings_from_args(args)
+        configure_logging(settings.log_level, settings.log_format)
+        handlers = {
+            "init": _command_init,
+            "status": _command_status,
+            "backfill": _command_backfill,
+            "run": _command_run,
+        }
+        return handlers[args.command](settings)
+    except D2QError as error:
+        print(f"d2q: error: {error}", file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,1 @@
+"""The search engine side: client, engine differences, reader, writer, mappings."""

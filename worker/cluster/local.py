@@ -1,0 +1,469 @@
+"""A local single-node search server for development, tests and the demo.
+
+The server is assembled from artifacts on Maven Central: the engine's
+``integ-test-zip`` distribution, which carries only the transport module, plus
+the module jars d2q needs (``rank_features`` lives in mapper-extras, the
+language analysers in analysis-common, update scripts in painless). Everything
+is fetched with ``mvn`` into a cache folder, so a second start downloads
+nothing. The node listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from worker.errors import LocalClusterError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "d2q"
+DEFAULT_HEAP = "512m"
+START_TIMEOUT_SECONDS = 180.0
+STOP_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A Maven artifact, written ``group:artifact:version[:packaging]``."""
+
+    coordinates: str
+
+    @property
+    def file_name(self) -> str:
+        parts = self.coordinates.split(":")
+        packaging = parts[3] if len(parts) > 3 else "jar"
+        return f"{parts[1]}-{parts[2]}.{packaging}"
+
+    @property
+    def repository_path(self) -> str:
+        group, artifact, version = self.coordinates.split(":")[:3]
+        return f"{group.replace('.', '/')}/{artifact}/{version}/{self.file_name}"
+
+
+@dataclass(frozen=True)
+class Module:
+    """A module plugin added to the distribution: its jars and descriptor."""
+
+    name: str
+    classname: str
+    jars: tuple[Artifact, ...]
+    extended_plugins: tuple[str, ...] = ()
+    security_policy: str = ""
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One engine version that d2q can run locally."""
+
+    engine: str
+    version: str
+    archive: Artifact
+    modules: tuple[Module, ...]
+    min_java: int
+    java_opts_variable: str
+    launcher: str
+    descriptor_version_key: str
+    extra_settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def home_name(self) -> str:
+        return f"{self.engine}-{self.version}"
+
+
+OPENSEARCH_VERSION = "2.19.6"
+_PAINLESS_POLICY = """grant {
+  permission java.lang.RuntimePermission "createClassLoader";
+  permission java.lang.RuntimePermission "getClassLoader";
+};
+"""
+
+
+def _opensearch_plugin(name: str) -> Artifact:
+    return Artifact(f"org.opensearch.plugin:{name}:{OPENSEARCH_VERSION}")
+
+
+OPENSEARCH = Distribution(
+    engine="opensearch",
+    version=OPENSEARCH_VERSION,
+    archive=Artifact(
+        "org.opensearch.distribution.integ-test-zip:opensearch:"
+        f"{OPENSEARCH_VERSION}:zip"
+    ),
+    modules=(
+        Module(
+            name="mapper-extras",
+            classname="org.opensearch.index.mapper.MapperExtrasPlugin",
+            jars=(_opensearch_plugin("mapper-extras-client"),),
+        ),
+        Module(
+            name="lang-painless",
+            classname="org.opensearch.painless.PainlessPlugin",
+            jars=(
+                _opensearch_plugin("lang-painless"),
+                _opensearch_plugin("opensearch-scripting-painless-spi"),
+                Artifact("org.antlr:antlr4-runtime:4.13.1"),
+                Artifact("org.ow2.asm:asm:9.7"),
+                Artifact("org.ow2.asm:asm-analysis:9.7"),
+                Artifact("org.ow2.asm:asm-commons:9.7"),
+                Artifact("org.ow2.asm:asm-tree:9.7"),
+                Artifact("org.ow2.asm:asm-util:9.7"),
+            ),
+            security_policy=_PAINLESS_POLICY,
+        ),
+        Module(
+            name="analysis-common",
+            classname="org.opensearch.analysis.common.CommonAnalysisPlugin",
+            jars=(_opensearch_plugin("analysis-common"),),
+            extended_plugins=("lang-painless",),
+        ),
+    ),
+    min_java=11,
+    java_opts_variable="OPENSEARCH_JAVA_OPTS",
+    launcher="opensearch",
+    descriptor_version_key="opensearch.version",
+)
+
+DISTRIBUTIONS: dict[str, Distribution] = {"opensearch": OPENSEARCH}
+
+
+@dataclass(frozen=True)
+class LocalNode:
+    """Where one local node keeps its files."""
+
+    distribution: Distribution
+    port: int
+    cache_dir: Path = DEFAULT_CACHE_DIR
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def home(self) -> Path:
+        return self.cache_dir / "servers" / self.distribution.home_name
+
+    @property
+    def node_dir(self) -> Path:
+        return self.cache_dir / "nodes" / f"{self.distribution.engine}-{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.node_dir / "server.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.node_dir / "server.out"
+
+
+def get_node(engine: str, port: int, cache_dir: Path | None = None) -> LocalNode:
+    """Return the local node for ``engine`` on ``port``."""
+    if engine not in DISTRIBUTIONS:
+        known = ", ".join(sorted(DISTRIBUTIONS))
+        raise LocalClusterError(f"unknown engine {engine!r}; choose one of: {known}")
+    return LocalNode(DISTRIBUTIONS[engine], port, cache_dir or DEFAULT_CACHE_DIR)
+
+
+# --- fetching and assembling -------------------------------------------------
+
+
+def _maven_repository(cache_dir: Path) -> Path:
+    return cache_dir / "m2"
+
+
+def fetch_artifact(artifact: Artifact, cache_dir: Path) -> Path:
+    """Download ``artifact`` with ``mvn`` into the cache unless it is there."""
+    repository = _maven_repository(cache_dir)
+    path = repository / artifact.repository_path
+    if path.is_file():
+        return path
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise LocalClusterError(
+            "mvn not found on PATH; install Maven (for example "
+            "'apt-get install maven') so d2q can fetch the server from Maven Central"
+        )
+    logger.info("fetching %s with mvn", artifact.coordinates)
+    command = [
+        mvn,
+        "-q",
+        "-B",
+        "dependency:get",
+        f"-Dmaven.repo.local={repository}",
+        f"-Dartifact={artifact.coordinates}",
+        "-Dtransitive=false",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not path.is_file():
+        tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
+        raise LocalClusterError(
+            f"mvn could not fetch {artifact.coordinates} (exit code "
+            f"{result.returncode}): " + " | ".join(tail)
+        )
+    return path
+
+
+def _write_module(module: Module, target: Path, dist: Distribution, cache: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for jar in module.jars:
+        shutil.copy2(fetch_artifact(jar, cache), target / jar.file_name)
+    descriptor = {
+        "description": f"{module.name} module, assembled by d2q",
+        "version": dist.version,
+        "name": module.name,
+        "classname": module.classname,
+        "java.version": "11",
+        dist.descriptor_version_key: dist.version,
+        "extended.plugins": ",".join(module.extended_plugins),
+        "has.native.controller": "false",
+    }
+    lines = [f"{key}={value}" for key, value in descriptor.items()]
+    (target / "plugin-descriptor.properties").write_text("\n".join(lines) + "\n")
+    if module.security_policy:
+        (target / "plugin-security.policy").write_text(module.security_policy)
+
+
+def install(node: LocalNode) -> Path:
+    """Fetch and assemble the distribution of ``node`` once; return its home."""
+    home = node.home
+    marker = home / ".d2q-assembled"
+    if marker.is_file():
+        return home
+    dist = node.distribution
+    archive = fetch_artifact(dist.archive, node.cache_dir)
+    staging = home.with_name(home.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    with zipfile.ZipFile(archive) as zipped:
+        zipped.extractall(staging)
+    (top,) = [path for path in staging.iterdir() if path.is_dir()]
+    for module in dist.modules:
+        _write_module(module, top / "modules" / module.name, dist, node.cache_dir)
+    for script in (top / "bin").iterdir():
+        script.chmod(0o755)
+    shutil.rmtree(home, ignore_errors=True)
+    top.rename(home)
+    shutil.rmtree(staging, ignore_errors=True)
+    marker.write_text(dist.archive.coordinates + "\n")
+    return home
+
+
+# --- Java ----------------------------------------------------------------------
+
+
+def _java_major(java_home: Path) -> int | None:
+    release = java_home / "release"
+    if not release.is_file():
+        return None
+    for line in release.read_text().splitlines():
+        if line.startswith("JAVA_VERSION="):
+            version = line.split("=", 1)[1].strip('"')
+            head = version.split(".")[0]
+            if head == "1":
+                head = version.split(".")[1]
+            return int(head) if head.isdigit() else None
+    return None
+
+
+def find_java(min_major: int) -> Path:
+    """Return a JDK home of at least ``min_major``: JAVA_HOME, then /usr/lib/jvm."""
+    candidates: list[Path] = []
+    if os.environ.get("JAVA_HOME"):
+        candidates.append(Path(os.environ["JAVA_HOME"]))
+    jvm_root = Path("/usr/lib/jvm")
+    if jvm_root.is_dir():
+        candidates.extend(sorted(jvm_root.iterdir()))
+    java_on_path = shutil.which("java")
+    if java_on_path:
+        candidates.append(Path(java_on_path).resolve().parent.parent)
+    for home in candidates:
+        major = _java_major(home)
+        if major is not None and major >= min_major and (home / "bin/java").exists():
+            return home
+    raise LocalClusterError(
+        f"no Java {min_major} or newer found (looked at JAVA_HOME, /usr/lib/jvm and "
+        f"PATH); install a JDK, for example 'apt-get install openjdk-17-jdk-headless'"
+    )
+
+
+# --- process life cycle --------------------------------------------------------
+
+
+def _read_pid(node: LocalNode) -> int | None:
+    try:
+        pid = int(node.pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def server_info(url: str, timeout: float = 2.0) -> dict[str, object] | None:
+    """Return the server's root endpoint document, or None when it does not answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            info: dict[str, object] = json.load(response)
+            return info
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _log_tail(node: LocalNode, lines: int = 15) -> str:
+    try:
+        text = node.log_file.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no server output)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def start(node: LocalNode, heap: str = DEFAULT_HEAP) -> str:
+    """Start the node unless it runs already; wait until it answers; return its URL.
+
+    Raises:
+        LocalClusterError: Java or mvn is missing, the port is taken by another
+            process, or the server did not answer within the start timeout.
+    """
+    if _read_pid(node) is not None and server_info(node.url):
+        logger.info("%s already running at %s", node.distribution.engine, node.url)
+        return node.url
+    if not _port_is_free(node.port):
+        raise LocalClusterError(
+            f"port {node.port} on 127.0.0.1 is taken by another process; stop it or "
+            f"choose another port with --port"
+        )
+    dist = node.distribution
+    java_home = find_java(dist.min_java)
+    home = install(node)
+    data_dir = node.node_dir / "data"
+    logs_dir = node.node_dir / "logs"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    logs_dir.mkdir(parents=True, exist_ok=True)
+
+    # NOTE: the server refuses to run as root. Disabling JNA's native library
+    # turns that check (and the system call filter) off, which is acceptable
+    # only because this node is for development and binds to 127.0.0.1.
+    java_opts = [f"-Xms{heap}", f"-Xmx{heap}"]
+    if os.geteuid() == 0:
+        java_opts += ["-Djna.nosys=true", "-Djna.nounpack=true"]
+    env = dict(os.environ, JAVA_HOME=str(java_home))
+    env[dist.java_opts_variable] = " ".join(java_opts)
+    settings = {
+        "network.host": "127.0.0.1",
+        "http.port": str(node.port),
+        "transport.port": str(node.port + 100),
+        "discovery.type": "single-node",
+        "path.data": str(data_dir),
+        "path.logs": str(logs_dir),
+        "cluster.routing.allocation.disk.threshold_enabled": "false",
+        **dist.extra_settings,
+    }
+    command = [str(home / "bin" / dist.launcher)]
+    for key, value in settings.items():
+        command += ["-E", f"{key}={value}"]
+    with open(node.log_file, "wb") as output:
+        process = subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+    node.pid_file.write_text(f"{process.pid}\n")
+    logger.info("started %s pid %d, waiting for %s", dist.home_name, process.pid, node.url)
+
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            node.pid_file.unlink(missing_ok=True)
+            raise LocalClusterError(
+                f"{dist.home_name} exited with code {process.returncode} during "
+                f"start; last output:\n{_log_tail(node)}"
+            )
+        if _cluster_ready(node.url):
+            return node.url
+        time.sleep(1.0)
+    stop(node)
+    raise LocalClusterError(
+        f"{dist.home_name} did not answer at {node.url} within "
+        f"{START_TIMEOUT_SECONDS:.0f} s; last output:\n{_log_tail(node)}"
+    )
+
+
+def _cluster_ready(url: str) -> bool:
+    health_url = f"{url}/_cluster/health?wait_for_status=yellow&timeout=1s"
+    try:
+        with urllib.request.urlopen(health_url, timeout=5) as response:
+            return bool(json.load(response).get("status") in ("green", "yellow"))
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def stop(node: LocalNode) -> bool:
+    """Stop the node if it runs; return whether a process was stopped."""
+    pid = _read_pid(node)
+    if pid is None:
+        node.pid_file.unlink(missing_ok=True)
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if _read_pid(node) is None:
+            break
+        _reap(pid)
+        time.sleep(0.5)
+    else:
+        logger.warning("pid %d ignored SIGTERM for %.0f s; killing", pid, STOP_TIMEOUT_SECONDS)
+        os.killpg(pid, signal.SIGKILL)
+    node.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def status(node: LocalNode) -> dict[str, object]:
+    """Describe the node: whether its process runs and what its endpoint returns."""
+    pid = _read_pid(node)
+    info = server_info(node.url)
+    version = None
+    if info and isinstance(info.get("version"), dict):
+        version = info["version"].get("number")  # type: ignore[union-attr]
+    return {
+        "engine": node.distribution.engine,
+        "url": node.url,
+        "pid": pid,
+        "running": pid is not None,
+        "answering": info is not None,
+        "version": version,
+        "home": str(node.home),
+        "data": str(node.node_dir),
+    }

@@ -1,0 +1,43 @@
+"""Exceptions raised by d2q. Each one carries the values a caller needs to act."""
+
+from __future__ import annotations
+
+
+class D2QError(Exception):
+    """Base class of every error d2q raises on purpose."""
+
+
+class SettingsError(D2QError):
+    """One or more settings are invalid; ``problems`` lists every one of them."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"invalid settings ({len(self.problems)}):\n{lines}")
+
+
+class LocalClusterError(D2QError):
+    """The local development server could not be fetched, started or stopped."""
+
+
+class ClusterError(D2QError):
+    """The cluster rejected a request that d2q cannot retry or work around."""
+
+
+class MappingConflictError(ClusterError):
+    """The index already maps a field of the expansion object with another type."""
+
+    def __init__(self, index: str, field: str, current: str, expected: str) -> None:
+        self.index = index
+        self.field = field
+        self.current = current
+        self.expected = expected
+        super().__init__(
+            f"index {index!r} maps {field!r} as {current!r}, but d2q needs "
+            f"{expected!r}; reindex into a new index with the d2q mapping, or pick "
+            f"another expansion field name with --expansion-field"
+        )
+
+
+class ModelLoadError(D2QError):
+    """The model or its tokenizer could not be loaded."""

@@ -1,0 +1,1 @@
+"""Pure functions and data types of an expansion: no I/O happens here."""

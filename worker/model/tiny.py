@@ -1,0 +1,64 @@
+"""Build a tiny mT5-architecture model with random weights.
+
+Tests and the demo use it where the real model cannot be fetched. It is saved
+with ``save_pretrained`` and loaded through the same code as a hub model.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from pathlib import Path
+
+import sentencepiece
+import torch
+from transformers import MT5Config, MT5ForConditionalGeneration, T5Tokenizer
+
+TINY_VOCAB_SIZE = 1000
+TINY_EXTRA_IDS = 10
+
+
+def build_tiny_model(
+    target: str | Path, texts: Iterable[str], seed: int = 0, vocab_size: int = TINY_VOCAB_SIZE
+) -> Path:
+    """Train a SentencePiece vocabulary on ``texts`` and save a random tiny mT5.
+
+    The special ids follow mT5: 0 is padding, 1 end of sequence, 2 unknown.
+    """
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    model_proto = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(texts)),
+        model_writer=model_proto,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        character_coverage=1.0,
+        minloglevel=2,
+    )
+    processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto.getvalue())
+    vocab = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
+    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=TINY_EXTRA_IDS)
+
+    config = MT5Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = MT5ForConditionalGeneration(config)
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target

@@ -1,0 +1,270 @@
+"""One settings object: flags over ``D2Q_*`` environment variables over a TOML file.
+
+Settings are read and validated once, at start-up. Every invalid value is
+reported at once, in one :class:`SettingsError`. Lower layers receive plain
+values from the object and never read the environment themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from worker.errors import SettingsError
+
+DEFAULT_URL = "http://localhost:9200"
+DEFAULT_MODEL = "doc2query/msmarco-spanish-mt5-base-v1"
+ENV_PREFIX = "D2Q_"
+
+Decoding = Literal["sampling", "beam"]
+Device = Literal["auto", "cpu", "cuda"]
+Engine = Literal["auto", "opensearch", "elasticsearch"]
+Backend = Literal["torch", "ctranslate2"]
+LogFormat = Literal["text", "json"]
+
+QUERIES_PER_PARAGRAPH_RANGE = (1, 80)
+
+
+@dataclasses.dataclass
+class Settings:
+    """Every setting of d2q with its default. Field names are the option names."""
+
+    # cluster
+    url: str = DEFAULT_URL
+    engine: Engine = "auto"
+    username: str | None = None
+    password: str | None = None
+    api_key: str | None = None
+    ca_certs: str | None = None
+    insecure: bool = False
+    request_timeout: float = 60.0
+
+    # index and expansion
+    index: str | None = None
+    fields: list[str] = dataclasses.field(default_factory=lambda: ["title", "text"])
+    expansion_field: str = "doc2query"
+    analyzer: str = "spanish"
+    max_terms: int = 256
+    page_size: int = 64
+    pit_keep_alive: str = "10m"
+    bulk_max_bytes: int = 5_000_000
+
+    # model and generation
+    model: str = DEFAULT_MODEL
+    backend: Backend = "torch"
+    device: Device = "auto"
+    batch_size: int = 8
+    queries_per_paragraph: int = 20
+    decoding: Decoding = "sampling"
+    top_k: int = 10
+    max_input_tokens: int = 320
+    max_new_tokens: int = 64
+    min_new_tokens: int = 0
+    seed: int | None = None
+
+    # run
+    limit: int | None = None
+    poll_seconds: float = 30.0
+    retry_failed: bool = False
+    progress: bool = True
+    log_level: str = "INFO"
+    log_format: LogFormat = "text"
+
+    def generation_fingerprint_fields(self) -> dict[str, Any]:
+        """Return the settings that change what an expansion contains."""
+        return {
+            "queries_per_paragraph": self.queries_per_paragraph,
+            "decoding": self.decoding,
+            "top_k": self.top_k if self.decoding == "sampling" else None,
+            "max_input_tokens": self.max_input_tokens,
+            "max_new_tokens": self.max_new_tokens,
+            "min_new_tokens": self.min_new_tokens,
+            "fields": list(self.fields),
+            "analyzer": self.analyzer,
+            "max_terms": self.max_terms,
+        }
+
+    def redacted(self) -> dict[str, Any]:
+        """Return the settings as a dict with secrets replaced, safe to log."""
+        values = dataclasses.asdict(self)
+        for secret in ("password", "api_key"):
+            if values[secret] is not None:
+                values[secret] = "***"
+        return values
+
+
+_FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Settings)
+
+
+def _strip_optional(annotation: Any) -> tuple[Any, bool]:
+    if get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(members) == 1:
+            return members[0], True
+    return annotation, False
+
+
+def _convert(name: str, raw: Any, problems: list[str]) -> Any:
+    """Convert a raw value (a string from the environment, or a TOML value)."""
+    annotation, optional = _strip_optional(_FIELD_TYPES[name])
+    if optional and (raw is None or raw == ""):
+        return None
+    origin = get_origin(annotation)
+    try:
+        if origin is Literal:
+            allowed = get_args(annotation)
+            value = str(raw)
+            if value not in allowed:
+                choices = ", ".join(allowed)
+                problems.append(f"{name}: {value!r} is not one of: {choices}")
+                return None
+            return value
+        if origin is list:
+            if isinstance(raw, str):
+                return [item.strip() for item in raw.split(",") if item.strip()]
+            return [str(item) for item in raw]
+        if annotation is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if annotation in (int, float):
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return annotation(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        kind = getattr(annotation, "__name__", str(annotation))
+        problems.append(f"{name}: {raw!r} is not a valid {kind}")
+        return None
+
+
+def _read_config_file(path: Path, problems: list[str]) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        problems.append(f"config: file {str(path)!r} not found")
+        return {}
+    except tomllib.TOMLDecodeError as error:
+        problems.append(f"config: {str(path)!r} is not valid TOML: {error}")
+        return {}
+    # Accept both a flat file and one with a [d2q] table.
+    section = data.get("d2q", data)
+    return dict(section) if isinstance(section, Mapping) else {}
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> Settings:
+    """Build settings from flags over ``D2Q_*`` variables over a TOML file.
+
+    Args:
+        flags: values from the command line; None values count as not given.
+        environ: the environment; ``D2Q_PAGE_SIZE`` sets ``page_size``.
+        config_file: a TOML file, flat or with a ``[d2q]`` table. When None,
+            ``D2Q_CONFIG`` names it if set.
+
+    Raises:
+        SettingsError: listing every unknown key and invalid value.
+    """
+    environ = environ if environ is not None else {}
+    flags = flags or {}
+    problems: list[str] = []
+    names = set(_FIELD_TYPES)
+    layered: dict[str, Any] = {}
+
+    config_file = config_file or environ.get(f"{ENV_PREFIX}CONFIG") or None
+    if config_file:
+        for key, raw in _read_config_file(Path(config_file), problems).items():
+            key = key.replace("-", "_")
+            if key not in names:
+                problems.append(f"config: unknown setting {key!r}")
+                continue
+            layered[key] = _convert(key, raw, problems)
+
+    for variable, raw in environ.items():
+        if not variable.startswith(ENV_PREFIX) or variable == f"{ENV_PREFIX}CONFIG":
+            continue
+        key = variable[len(ENV_PREFIX) :].lower()
+        if key in names:
+            layered[key] = _convert(key, raw, problems)
+
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key not in names:
+            problems.append(f"unknown setting {key!r}")
+            continue
+        layered[key] = value if not isinstance(value, str) else _convert(key, value, problems)
+
+    settings = Settings(**{k: v for k, v in layered.items() if v is not None})
+    problems.extend(validate(settings))
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def validate(settings: Settings) -> list[str]:
+    """Return one message per invalid setting; empty when all are valid."""
+    problems: list[str] = []
+    low, high = QUERIES_PER_PARAGRAPH_RANGE
+    if not low <= settings.queries_per_paragraph <= high:
+        problems.append(
+            f"queries_per_paragraph: {settings.queries_per_paragraph} is outside "
+            f"the allowed range {low}-{high}"
+        )
+    for name, low_bound in (
+        ("batch_size", 1),
+        ("page_size", 1),
+        ("top_k", 1),
+        ("max_terms", 1),
+        ("max_input_tokens", 8),
+        ("max_new_tokens", 1),
+        ("min_new_tokens", 0),
+        ("bulk_max_bytes", 10_000),
+    ):
+        value = getattr(settings, name)
+        if value < low_bound:
+            problems.append(f"{name}: {value} is below the minimum {low_bound}")
+    if settings.page_size > 10_000:
+        problems.append(f"page_size: {settings.page_size} is above the maximum 10000")
+    if settings.min_new_tokens > settings.max_new_tokens:
+        problems.append(
+            f"min_new_tokens: {settings.min_new_tokens} is above max_new_tokens "
+            f"{settings.max_new_tokens}"
+        )
+    if settings.poll_seconds <= 0:
+        problems.append(f"poll_seconds: {settings.poll_seconds} must be above 0")
+    if settings.limit is not None and settings.limit < 1:
+        problems.append(f"limit: {settings.limit} must be 1 or more")
+    if not settings.url.startswith(("http://", "https://")):
+        problems.append(f"url: {settings.url!r} must start with http:// or https://")
+    if not settings.fields:
+        problems.append("fields: at least one source field is needed")
+    if not settings.expansion_field or "." in settings.expansion_field:
+        problems.append(
+            f"expansion_field: {settings.expansion_field!r} must be a non-empty "
+            f"name without dots"
+        )
+    if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        problems.append(
+            f"log_level: {settings.log_level!r} is not one of: DEBUG, INFO, WARNING, ERROR"
+        )
+    return problems
