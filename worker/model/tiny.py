@@ -56,9 +56,17 @@ def build_tiny_model(
         pad_token_id=0,
         eos_token_id=1,
         tie_word_embeddings=False,
+        # Small initial weights flatten the output distribution, so top-k
+        # sampling writes varied queries instead of one repeated word.
+        initializer_factor=0.05,
     )
     torch.manual_seed(seed)
     model = MT5ForConditionalGeneration(config)
+    # Random weights would often emit padding, unknown and sentinel tokens,
+    # which real doc2query models learned not to; suppress them so every
+    # generated query holds words.
+    sentinels = tokenizer.convert_tokens_to_ids([f"<extra_id_{i}>" for i in range(TINY_EXTRA_IDS)])
+    model.generation_config.suppress_tokens = [0, 2, *sentinels]
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
