@@ -13,12 +13,18 @@ DEFAULT_MIN_TOKENS = 32
 _BLANK_LINES = re.compile(r"\n\s*\n")
 # A sentence ends at . ! ? or … (optionally followed by closing quotes or
 # brackets) when white space follows.
-_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'»”)\]]*\s+")
+_SENTENCE_END = re.compile(r"[.!?…][\"'»”)\]]*(?=\s)")
 
 
 def split_sentences(text: str) -> list[str]:
     """Split ``text`` after sentence-ending punctuation followed by white space."""
-    return [part.strip() for part in _SENTENCE_END.split(text) if part.strip()]
+    sentences: list[str] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        sentences.append(text[start : match.end()])
+        start = match.end()
+    sentences.append(text[start:])
+    return [sentence.strip() for sentence in sentences if sentence.strip()]
 
 
 def _split_words(text: str, count: TokenCounter, max_tokens: int) -> list[str]:
