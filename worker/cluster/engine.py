@@ -91,6 +91,25 @@ class OpenSearchEngine:
         response: dict[str, Any] = self.client.bulk(body=ndjson)
         return response
 
+    def search(
+        self, index: str, body: dict[str, Any], named_scores: bool = False
+    ) -> dict[str, Any]:
+        """Run one search; ``named_scores`` adds each named clause's score to hits."""
+        params = {"include_named_queries_score": "true"} if named_scores else {}
+        response: dict[str, Any] = self.client.search(
+            index=index, body=body, params=params
+        )
+        return response
+
+    def msearch(self, index: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run many searches in one request; return each one's response or error."""
+        lines: list[str] = []
+        for body in bodies:
+            lines.append(json.dumps({"index": index}))
+            lines.append(json.dumps(body, ensure_ascii=False))
+        response = self.client.msearch(body="\n".join(lines) + "\n")
+        return list(response["responses"])
+
     def analyze(self, index: str, field: str, texts: list[str]) -> list[tuple[str, int]]:
         response = self.client.indices.analyze(index=index, body={"field": field, "text": texts})
         return [(token["token"], int(token["position"])) for token in response["tokens"]]
