@@ -8,13 +8,21 @@ from worker.cluster.bulk import Update, chunk_updates, read_bulk_items, update_l
 
 
 def make_update(doc_id: str = "1", seq_no: int | None = 3) -> Update:
-    return Update("idx", doc_id, seq_no, 1 if seq_no is not None else None, {"queries": ["q"], "terms": {"a": 1.0}})
+    return Update(
+        "idx",
+        doc_id,
+        seq_no,
+        1 if seq_no is not None else None,
+        {"queries": ["q"], "terms": {"a": 1.0}},
+    )
 
 
 def test_update_carries_sequence_number():
     action, body = update_lines(make_update(), "doc2query")
 
-    assert json.loads(action) == {"update": {"_index": "idx", "_id": "1", "if_seq_no": 3, "if_primary_term": 1}}
+    assert json.loads(action) == {
+        "update": {"_index": "idx", "_id": "1", "if_seq_no": 3, "if_primary_term": 1}
+    }
     script = json.loads(body)["script"]
     assert script["params"]["field"] == "doc2query"
     assert script["params"]["expansion"]["terms"] == {"a": 1.0}
@@ -36,17 +44,27 @@ def test_update_rejects_nan_weights():
 def test_chunks_bounded_by_bytes_and_count():
     items = [(make_update(str(i)), "x" * 100) for i in range(10)]
 
-    by_bytes = [len(chunk) for chunk in chunk_updates(items, max_bytes=350, max_count=100)]
-    by_count = [len(chunk) for chunk in chunk_updates(items, max_bytes=10_000, max_count=4)]
+    by_bytes = [
+        len(chunk) for chunk in chunk_updates(items, max_bytes=350, max_count=100)
+    ]
+    by_count = [
+        len(chunk) for chunk in chunk_updates(items, max_bytes=10_000, max_count=4)
+    ]
 
     assert by_bytes == [3, 3, 3, 1]
     assert by_count == [4, 4, 2]
 
 
 def test_oversized_item_gets_own_chunk():
-    items = [(make_update("a"), "x" * 10), (make_update("b"), "x" * 500), (make_update("c"), "x" * 10)]
+    items = [
+        (make_update("a"), "x" * 10),
+        (make_update("b"), "x" * 500),
+        (make_update("c"), "x" * 10),
+    ]
 
-    assert [len(chunk) for chunk in chunk_updates(items, max_bytes=100, max_count=10)] == [1, 1, 1]
+    assert [
+        len(chunk) for chunk in chunk_updates(items, max_bytes=100, max_count=10)
+    ] == [1, 1, 1]
 
 
 def test_bulk_items_read_per_status():
@@ -55,9 +73,37 @@ def test_bulk_items_read_per_status():
         "errors": True,
         "items": [
             {"update": {"_id": "0", "status": 200, "result": "updated"}},
-            {"update": {"_id": "1", "status": 409, "error": {"type": "version_conflict_engine_exception", "reason": "conflict"}}},
-            {"update": {"_id": "2", "status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "queue full"}}},
-            {"update": {"_id": "3", "status": 400, "error": {"type": "mapper_parsing_exception", "reason": "bad", "caused_by": {"type": "x", "reason": "y"}}}},
+            {
+                "update": {
+                    "_id": "1",
+                    "status": 409,
+                    "error": {
+                        "type": "version_conflict_engine_exception",
+                        "reason": "conflict",
+                    },
+                }
+            },
+            {
+                "update": {
+                    "_id": "2",
+                    "status": 429,
+                    "error": {
+                        "type": "es_rejected_execution_exception",
+                        "reason": "queue full",
+                    },
+                }
+            },
+            {
+                "update": {
+                    "_id": "3",
+                    "status": 400,
+                    "error": {
+                        "type": "mapper_parsing_exception",
+                        "reason": "bad",
+                        "caused_by": {"type": "x", "reason": "y"},
+                    },
+                }
+            },
         ],
     }
 
@@ -70,4 +116,7 @@ def test_bulk_items_read_per_status():
 
 def test_bulk_item_count_mismatch_raises():
     with pytest.raises(ValueError, match="1 items for 2 updates"):
-        read_bulk_items({"items": [{"update": {"status": 200}}]}, [make_update("a"), make_update("b")])
+        read_bulk_items(
+            {"items": [{"update": {"status": 200}}]},
+            [make_update("a"), make_update("b")],
+        )

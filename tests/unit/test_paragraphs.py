@@ -11,7 +11,10 @@ def test_blank_lines_separate_paragraphs():
     first = " ".join(["uno"] * 40)
     second = " ".join(["dos"] * 40)
 
-    assert split_paragraphs(f"{first}\n\n{second}", count_words, max_tokens=100) == [first, second]
+    assert split_paragraphs(f"{first}\n\n{second}", count_words, max_tokens=100) == [
+        first,
+        second,
+    ]
 
 
 def test_small_title_merges_into_next_paragraph():

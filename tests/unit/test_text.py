@@ -6,7 +6,9 @@ from worker.expansion.text import clean_text, extract_text, strip_markup
 
 
 def test_extract_joins_fields_in_order():
-    result = extract_text({"title": "Título", "text": "Cuerpo del texto."}, ["title", "text"])
+    result = extract_text(
+        {"title": "Título", "text": "Cuerpo del texto."}, ["title", "text"]
+    )
 
     assert result.skip_reason is None
     assert result.text == "Título\n\nCuerpo del texto."

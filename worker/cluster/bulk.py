@@ -91,7 +91,9 @@ def _error_reason(error: Any) -> str:
     return str(error)
 
 
-def read_bulk_items(response: Mapping[str, Any], updates: Sequence[Update]) -> list[ItemOutcome]:
+def read_bulk_items(
+    response: Mapping[str, Any], updates: Sequence[Update]
+) -> list[ItemOutcome]:
     """Return one outcome per update, in order.
 
     A bulk request answers 200 even when items fail, so each item's status is
@@ -100,7 +102,9 @@ def read_bulk_items(response: Mapping[str, Any], updates: Sequence[Update]) -> l
     """
     items = response.get("items", [])
     if len(items) != len(updates):
-        raise ValueError(f"bulk response has {len(items)} items for {len(updates)} updates")
+        raise ValueError(
+            f"bulk response has {len(items)} items for {len(updates)} updates"
+        )
     outcomes: list[ItemOutcome] = []
     for update, item in zip(updates, items):
         (result,) = item.values()

@@ -7,7 +7,9 @@ from typing import Any
 from worker.cluster.engine import Engine
 
 
-def expansion_counts(engine: Engine, index: str, field: str, fingerprint: str) -> dict[str, int]:
+def expansion_counts(
+    engine: Engine, index: str, field: str, fingerprint: str
+) -> dict[str, int]:
     """Return total, expanded, skipped, failed, stale and pending counts.
 
     Expanded, skipped and failed count documents whose expansion carries the

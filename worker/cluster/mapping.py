@@ -39,12 +39,16 @@ def find_conflict(
         path = f"{field}.{name}"
         if current.get("type", "object") != spec["type"]:
             return path, _describe(current), _describe(spec)
-        if spec["type"] == "text" and current.get("analyzer", "standard") != spec.get("analyzer"):
+        if spec["type"] == "text" and current.get("analyzer", "standard") != spec.get(
+            "analyzer"
+        ):
             return path, _describe(current), _describe(spec)
     return None
 
 
-def ensure_expansion_mapping(engine: Engine, index: str, field: str, analyzer: str) -> dict[str, Any]:
+def ensure_expansion_mapping(
+    engine: Engine, index: str, field: str, analyzer: str
+) -> dict[str, Any]:
     """Add the expansion object under ``field`` to the mapping of ``index``.
 
     Raises:
@@ -54,7 +58,9 @@ def ensure_expansion_mapping(engine: Engine, index: str, field: str, analyzer: s
             example, would otherwise grow one field per term.
     """
     if not engine.index_exists(index):
-        raise ClusterError(f"index {index!r} not found; create it before running d2q init")
+        raise ClusterError(
+            f"index {index!r} not found; create it before running d2q init"
+        )
     wanted = expansion_mapping(engine, analyzer)
     existing = engine.get_mapping(index).get("properties", {}).get(field)
     conflict = find_conflict(existing, wanted, field)

@@ -63,7 +63,9 @@ def _pack_sentences(block: str, count: TokenCounter, max_tokens: int) -> list[st
     return chunks
 
 
-def _merge_small(pieces: list[str], count: TokenCounter, min_tokens: int, max_tokens: int) -> list[str]:
+def _merge_small(
+    pieces: list[str], count: TokenCounter, min_tokens: int, max_tokens: int
+) -> list[str]:
     merged: list[str] = []
     for piece in pieces:
         if merged:
