@@ -13,13 +13,19 @@ from pathlib import Path
 import sentencepiece
 import torch
 from transformers import MT5Config, MT5ForConditionalGeneration, T5Tokenizer
+from transformers.utils import logging as transformers_logging
+
+transformers_logging.disable_progress_bar()
 
 TINY_VOCAB_SIZE = 1000
 TINY_EXTRA_IDS = 10
 
 
 def build_tiny_model(
-    target: str | Path, texts: Iterable[str], seed: int = 0, vocab_size: int = TINY_VOCAB_SIZE
+    target: str | Path,
+    texts: Iterable[str],
+    seed: int = 0,
+    vocab_size: int = TINY_VOCAB_SIZE,
 ) -> Path:
     """Train a SentencePiece vocabulary on ``texts`` and save a random tiny mT5.
 
@@ -41,7 +47,10 @@ def build_tiny_model(
         minloglevel=2,
     )
     processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto.getvalue())
-    vocab = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
+    vocab = [
+        (processor.id_to_piece(i), processor.get_score(i))
+        for i in range(processor.get_piece_size())
+    ]
     tokenizer = T5Tokenizer(vocab=vocab, extra_ids=TINY_EXTRA_IDS)
 
     config = MT5Config(
@@ -65,8 +74,9 @@ def build_tiny_model(
     # Random weights would often emit padding, unknown and sentinel tokens,
     # which real doc2query models learned not to; suppress them so every
     # generated query holds words.
-    sentinels = tokenizer.convert_tokens_to_ids([f"<extra_id_{i}>" for i in range(TINY_EXTRA_IDS)])
-    model.generation_config.suppress_tokens = [0, 2, *sentinels]
+    sentinels = [f"<extra_id_{i}>" for i in range(TINY_EXTRA_IDS)]
+    sentinel_ids = [int(tokenizer.convert_tokens_to_ids(token)) for token in sentinels]
+    model.generation_config.suppress_tokens = [0, 2, *sentinel_ids]
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
