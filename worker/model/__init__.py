@@ -11,4 +11,10 @@ def load_generator(config: GenerationConfig) -> QueryGenerator:
         from worker.model.torch_backend import TorchGenerator
 
         return TorchGenerator.load(config)
-    raise ValueError(f"unknown backend {config.backend!r}; choose one of: torch")
+    if config.backend == "ctranslate2":
+        from worker.model.ctranslate2_backend import CTranslate2Generator
+
+        return CTranslate2Generator.load(config)
+    raise ValueError(
+        f"unknown backend {config.backend!r}; choose one of: torch, ctranslate2"
+    )

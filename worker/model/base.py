@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from worker.model.batching import DEFAULT_MAX_BATCH_TOKENS
+
 
 @dataclass(frozen=True)
 class GenerationConfig:
@@ -22,6 +24,10 @@ class GenerationConfig:
     max_new_tokens: int = 64
     min_new_tokens: int = 0
     seed: int | None = None
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
+    output_vocabulary: str | None = None
+    compute_type: str = "auto"
+    cache_dir: str | None = None
 
 
 class QueryGenerator(Protocol):

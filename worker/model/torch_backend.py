@@ -12,6 +12,8 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from worker.errors import ModelLoadError
 from worker.model.base import GenerationConfig
+from worker.model.batching import BatchShape, TokenBudget
+from worker.model.vocabulary import read_output_vocabulary, trim_output_layer
 
 logger = logging.getLogger(__name__)
 
@@ -21,14 +23,10 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError("device 'cuda' requested but no CUDA GPU is visible; use --device cpu")
+        raise ModelLoadError(
+            "device 'cuda' requested but no CUDA GPU is visible; use --device cpu"
+        )
     return torch.device(device)
-
-
-def _is_out_of_memory(error: BaseException) -> bool:
-    if isinstance(error, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
 
 
 def load_model_and_tokenizer(model: str, device: torch.device) -> tuple[Any, Any]:
@@ -53,16 +51,33 @@ def load_model_and_tokenizer(model: str, device: torch.device) -> tuple[Any, Any
 
 
 class TorchGenerator:
-    """Generates queries with ``model.generate``, many paragraphs per call."""
+    """Generates queries with ``model.generate``, many paragraphs per call.
 
-    def __init__(self, config: GenerationConfig, model: Any, tokenizer: Any, device: torch.device) -> None:
+    Paragraphs are tokenized together once, then grouped into generate calls by
+    :class:`TokenBudget`. With an output vocabulary the output layer is trimmed
+    to those pieces, and generated positions are mapped back to token ids.
+    """
+
+    def __init__(
+        self,
+        config: GenerationConfig,
+        model: Any,
+        tokenizer: Any,
+        device: torch.device,
+        output_ids: torch.Tensor | None = None,
+    ) -> None:
         self.config = config
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
+        self.output_ids = output_ids
         self._strip_tokens = [
             token for token in (tokenizer.pad_token, tokenizer.eos_token) if token
         ]
+        shape = BatchShape(
+            config.queries_per_paragraph, config.max_new_tokens, config.batch_size
+        )
+        self.budget = TokenBudget(shape, config.max_batch_tokens, self._release_memory)
 
     @classmethod
     def load(cls, config: GenerationConfig) -> TorchGenerator:
@@ -70,39 +85,37 @@ class TorchGenerator:
         if config.seed is not None:
             torch.manual_seed(config.seed)
         model, tokenizer = load_model_and_tokenizer(config.model, device)
+        output_ids = None
+        if config.output_vocabulary:
+            keep = read_output_vocabulary(config.output_vocabulary, tokenizer)
+            output_ids = trim_output_layer(model, keep)
+            logger.info(
+                "output layer trimmed to %d of %d pieces", len(keep), len(tokenizer)
+            )
         logger.info("loaded %s on %s (%s)", config.model, device, model.dtype)
-        return cls(config, model, tokenizer, device)
+        return cls(config, model, tokenizer, device, output_ids)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
 
     def generate(self, paragraphs: Sequence[str]) -> list[list[str]]:
-        """Generate queries for each paragraph, longest paragraphs batched together.
+        """Generate queries for each paragraph, batched by the token budget.
 
-        An out-of-memory error halves the batch and retries it; at batch size 1
-        the error is raised.
+        An out-of-memory error halves the batch and retries it. At one
+        paragraph per batch the error is raised.
         """
-        lengths = [len(text) for text in paragraphs]
-        order = sorted(range(len(paragraphs)), key=lambda i: -lengths[i])
-        results: list[list[str]] = [[] for _ in paragraphs]
-        batch_size = self.config.batch_size
-        start = 0
-        while start < len(order):
-            indices = order[start : start + batch_size]
-            try:
-                batch = self._generate_batch([paragraphs[i] for i in indices])
-            except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
-                if not _is_out_of_memory(error) or batch_size == 1:
-                    raise
-                batch_size = max(1, batch_size // 2)
-                logger.warning("out of memory; retrying with batch size %d", batch_size)
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                continue
-            for index, queries in zip(indices, batch):
-                results[index] = queries
-            start += len(indices)
-        return results
+        if not paragraphs:
+            return []
+        token_ids = self.tokenizer(
+            list(paragraphs),
+            truncation=True,
+            max_length=self.config.max_input_tokens,
+        )["input_ids"]
+        return self.budget.run(token_ids, self._generate_batch)
+
+    def _release_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _generation_arguments(self) -> dict[str, Any]:
         config = self.config
@@ -117,20 +130,33 @@ class TorchGenerator:
             arguments.update(do_sample=True, top_k=config.top_k)
         return arguments
 
-    def _generate_batch(self, texts: list[str]) -> list[list[str]]:
-        encoded = self.tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.config.max_input_tokens,
-            return_tensors="pt",
-        ).to(self.device)
+    def _pad(self, token_ids: list[list[int]]) -> dict[str, torch.Tensor]:
+        """Right-pad a batch and build its attention mask."""
+        longest = max(len(ids) for ids in token_ids)
+        pad_id = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(token_ids), longest), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(token_ids), longest), dtype=torch.long)
+        for row, ids in enumerate(token_ids):
+            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, : len(ids)] = 1
+        return {
+            "input_ids": input_ids.to(self.device),
+            "attention_mask": attention_mask.to(self.device),
+        }
+
+    def _generate_batch(self, token_ids: list[list[int]]) -> list[list[str]]:
         with torch.inference_mode():
-            output = self.model.generate(**encoded, **self._generation_arguments())
+            output = self.model.generate(
+                **self._pad(token_ids), **self._generation_arguments()
+            )
+            if self.output_ids is not None:
+                output = self.output_ids[output]
         decoded = self.tokenizer.batch_decode(output.cpu(), skip_special_tokens=False)
         per_text = self.config.queries_per_paragraph
         queries = [self._strip_special(text) for text in decoded]
-        return [queries[i * per_text : (i + 1) * per_text] for i in range(len(texts))]
+        return [
+            queries[i * per_text : (i + 1) * per_text] for i in range(len(token_ids))
+        ]
 
     def _strip_special(self, text: str) -> str:
         # Sentinels stay in the text so query clean-up can drop those queries.
