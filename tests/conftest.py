@@ -1,4 +1,16 @@
-"""Session fixtures: a real local OpenSearch and a tiny mT5 model, built once."""
+"""Session fixtures: real local servers of each engine and a tiny mT5 model.
+
+Tests that take ``cluster_url`` or ``engine`` run once per engine, OpenSearch
+and Elasticsearch, and each server starts once per test session. Environment
+variables adjust this:
+
+- D2Q_TEST_ENGINES: comma-separated engines to test (default both).
+- D2Q_TEST_OPENSEARCH_URL, D2Q_TEST_ELASTICSEARCH_URL: use a server that runs
+  already instead of starting one.
+- D2Q_TEST_OPENSEARCH_PORT (default 9250), D2Q_TEST_ELASTICSEARCH_PORT
+  (default 9251): ports of the servers the fixtures start.
+- D2Q_TEST_KEEP_SERVERS=1: leave started servers running at the end.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +25,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = REPO / "data" / "squad-es-sample" / "corpus.jsonl"
 OPENSEARCH_TEST_PORT = int(os.environ.get("D2Q_TEST_OPENSEARCH_PORT", "9250"))
+ELASTICSEARCH_TEST_PORT = int(os.environ.get("D2Q_TEST_ELASTICSEARCH_PORT", "9251"))
+TEST_PORTS = {"opensearch": OPENSEARCH_TEST_PORT, "elasticsearch": ELASTICSEARCH_TEST_PORT}
+TEST_ENGINES = [
+    name.strip()
+    for name in os.environ.get("D2Q_TEST_ENGINES", "opensearch,elasticsearch").split(",")
+    if name.strip()
+]
 
 
 def read_sample(limit: int | None = None) -> list[dict]:
@@ -31,20 +50,29 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(target, [row["text"] for row in read_sample()])
 
 
-@pytest.fixture(scope="session")
-def opensearch_url() -> Iterator[str]:
-    """URL of a real OpenSearch node on 127.0.0.1, started once per test session.
+@pytest.fixture(scope="session", params=TEST_ENGINES)
+def engine_name(request: pytest.FixtureRequest) -> str:
+    """Name of the engine under test; tests that use it run once per engine."""
+    name = str(request.param)
+    if name not in TEST_PORTS:
+        pytest.fail(f"D2Q_TEST_ENGINES names {name!r}; use opensearch, elasticsearch")
+    return name
 
-    D2Q_TEST_OPENSEARCH_URL points the tests at a server that runs already.
+
+@pytest.fixture(scope="session")
+def cluster_url(engine_name: str) -> Iterator[str]:
+    """URL of a real node of ``engine_name`` on 127.0.0.1, started once per session.
+
     A node this fixture started is stopped at the end unless
     D2Q_TEST_KEEP_SERVERS=1.
     """
-    if os.environ.get("D2Q_TEST_OPENSEARCH_URL"):
-        yield os.environ["D2Q_TEST_OPENSEARCH_URL"]
+    preset = os.environ.get(f"D2Q_TEST_{engine_name.upper()}_URL")
+    if preset:
+        yield preset
         return
     from worker.cluster import local
 
-    node = local.get_node("opensearch", OPENSEARCH_TEST_PORT)
+    node = local.get_node(engine_name, TEST_PORTS[engine_name])
     was_running = bool(local.status(node)["answering"])
     url = local.start(node)
     yield url
@@ -52,12 +80,18 @@ def opensearch_url() -> Iterator[str]:
         local.stop(node)
 
 
+@pytest.fixture(scope="session")
+def opensearch_url(cluster_url: str) -> str:
+    """Former name of ``cluster_url``, kept for older tests; runs on every engine."""
+    return cluster_url
+
+
 @pytest.fixture()
-def engine(opensearch_url: str):
-    """An engine adapter connected to the test OpenSearch."""
+def engine(cluster_url: str):
+    """An engine adapter connected to the test node of the current engine."""
     from worker.cluster.engine import ConnectionConfig, connect
 
-    return connect(ConnectionConfig(url=opensearch_url))
+    return connect(ConnectionConfig(url=cluster_url))
 
 
 @pytest.fixture()
@@ -65,4 +99,4 @@ def index_name(engine) -> Iterator[str]:
     """A unique index name; the index is deleted after the test."""
     name = f"d2q-test-{uuid.uuid4().hex[:10]}"
     yield name
-    engine.client.indices.delete(index=name, ignore_unavailable=True)
+    engine.delete_index(name)

@@ -1,4 +1,4 @@
-"""Backfill, status and daemon against a real OpenSearch with the tiny model."""
+"""Backfill, status and daemon against each real engine with the tiny model."""
 
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ def sample_index(engine, index_name):
     return index_name, documents
 
 
-def test_backfill_expands_eligible_documents(engine, opensearch_url, tiny_model, sample_index):
+def test_backfill_expands_eligible_documents(engine, cluster_url, tiny_model, sample_index):
     index, documents = sample_index
-    arguments = cli_arguments(opensearch_url, index, tiny_model, "--no-progress")
+    arguments = cli_arguments(cluster_url, index, tiny_model, "--no-progress")
 
     assert main(["backfill", *arguments]) == 0
 
@@ -58,9 +58,9 @@ def test_backfill_expands_eligible_documents(engine, opensearch_url, tiny_model,
         }
 
 
-def test_two_paragraph_document_has_two_paragraphs(engine, opensearch_url, tiny_model, sample_index):
+def test_two_paragraph_document_has_two_paragraphs(engine, cluster_url, tiny_model, sample_index):
     index, _ = sample_index
-    assert main(["backfill", *cli_arguments(opensearch_url, index, tiny_model, "--no-progress")]) == 0
+    assert main(["backfill", *cli_arguments(cluster_url, index, tiny_model, "--no-progress")]) == 0
 
     expansion = fetch(engine, index, "two-paragraphs")["doc2query"]
 
@@ -68,23 +68,21 @@ def test_two_paragraph_document_has_two_paragraphs(engine, opensearch_url, tiny_
     assert set(expansion["query_paragraph"]) == {0, 1}
 
 
-def test_rank_feature_query_finds_expanded_document(engine, opensearch_url, tiny_model, sample_index):
+def test_term_weight_query_finds_expanded_document(engine, cluster_url, tiny_model, sample_index):
     index, _ = sample_index
-    assert main(["backfill", *cli_arguments(opensearch_url, index, tiny_model, "--no-progress")]) == 0
+    assert main(["backfill", *cli_arguments(cluster_url, index, tiny_model, "--no-progress")]) == 0
     doc_id = read_sample(1)[0]["_id"]
     terms = fetch(engine, index, doc_id)["doc2query"]["terms"]
     term = max(terms, key=terms.get)
 
-    response = engine.client.search(
-        index=index, body={"query": {"rank_feature": {"field": f"doc2query.terms.{term}"}}, "size": 100}
-    )
+    response = engine.search(index, {"query": engine.feature_clause("doc2query.terms", term), "size": 100})
 
     assert doc_id in {hit["_id"] for hit in response["hits"]["hits"]}
 
 
-def test_second_backfill_expands_nothing(opensearch_url, tiny_model, sample_index, capsys):
+def test_second_backfill_expands_nothing(cluster_url, tiny_model, sample_index, capsys):
     index, _ = sample_index
-    arguments = cli_arguments(opensearch_url, index, tiny_model, "--no-progress")
+    arguments = cli_arguments(cluster_url, index, tiny_model, "--no-progress")
     assert main(["backfill", *arguments]) == 0
     capsys.readouterr()
 
@@ -94,9 +92,9 @@ def test_second_backfill_expands_nothing(opensearch_url, tiny_model, sample_inde
     assert summary.startswith("expanded=0 skipped=0 failed=0")
 
 
-def test_status_counts_by_state(opensearch_url, tiny_model, sample_index, capsys):
+def test_status_counts_by_state(cluster_url, tiny_model, sample_index, capsys):
     index, documents = sample_index
-    arguments = cli_arguments(opensearch_url, index, tiny_model)
+    arguments = cli_arguments(cluster_url, index, tiny_model)
     assert main(["backfill", *arguments, "--no-progress", "--limit", "10"]) == 0
     capsys.readouterr()
 
@@ -110,9 +108,9 @@ def test_status_counts_by_state(opensearch_url, tiny_model, sample_index, capsys
     assert counts["failed"] == 0
 
 
-def test_other_settings_make_documents_stale(opensearch_url, tiny_model, sample_index, capsys):
+def test_other_settings_make_documents_stale(cluster_url, tiny_model, sample_index, capsys):
     index, documents = sample_index
-    arguments = cli_arguments(opensearch_url, index, tiny_model)
+    arguments = cli_arguments(cluster_url, index, tiny_model)
     assert main(["backfill", *arguments, "--no-progress"]) == 0
     capsys.readouterr()
 
@@ -123,19 +121,19 @@ def test_other_settings_make_documents_stale(opensearch_url, tiny_model, sample_
     assert counts["pending"] == len(documents)
 
 
-def test_daemon_expands_document_added_later(engine, opensearch_url, tiny_model, index_name):
+def test_daemon_expands_document_added_later(engine, cluster_url, tiny_model, index_name):
     create_index(engine, index_name, read_sample(3))
-    arguments = ["run", *cli_arguments(opensearch_url, index_name, tiny_model, "--poll-seconds", "1")]
+    arguments = ["run", *cli_arguments(cluster_url, index_name, tiny_model, "--poll-seconds", "1")]
     daemon = subprocess.Popen(
         [sys.executable, "-m", "worker", *arguments], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         _wait_for_status(engine, index_name, "sqes-00000", "expanded")
-        engine.client.index(
-            index=index_name,
-            id="late",
-            body={"title": "Tarde", "text": "Un documento que llega cuando el servicio ya funciona."},
-            params={"refresh": "true"},
+        engine.index_document(
+            index_name,
+            "late",
+            {"title": "Tarde", "text": "Un documento que llega cuando el servicio ya funciona."},
+            refresh=True,
         )
 
         _wait_for_status(engine, index_name, "late", "expanded")
@@ -148,26 +146,26 @@ def test_daemon_expands_document_added_later(engine, opensearch_url, tiny_model,
 def _wait_for_status(engine, index: str, doc_id: str, status: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        source = engine.client.get(index=index, id=doc_id)["_source"]
+        source = engine.get_source(index, doc_id)
         if source.get("doc2query", {}).get("status") == status:
             return
         time.sleep(0.5)
     pytest.fail(f"document {doc_id} did not reach status {status} within {timeout} s")
 
 
-def test_init_rejects_conflicting_mapping(engine, opensearch_url, index_name):
+def test_init_rejects_conflicting_mapping(engine, cluster_url, index_name):
     mapping = {"properties": {"text": {"type": "text"}, "doc2query": {"properties": {"terms": {"type": "object"}}}}}
     create_index(engine, index_name, [], mapping=mapping)
 
-    result = run_d2q(["init", "--url", opensearch_url, "--index", index_name])
+    result = run_d2q(["init", "--url", cluster_url, "--index", index_name])
 
     assert result.returncode == 2
     assert "doc2query.terms" in result.stderr
     assert "'object'" in result.stderr
 
 
-def test_invalid_setting_names_allowed_values(opensearch_url, index_name):
-    result = run_d2q(["backfill", "--url", opensearch_url, "--index", index_name, "--decoding", "greedy"])
+def test_invalid_setting_names_allowed_values(cluster_url, index_name):
+    result = run_d2q(["backfill", "--url", cluster_url, "--index", index_name, "--decoding", "greedy"])
 
     assert result.returncode == 2
     assert "decoding" in result.stderr

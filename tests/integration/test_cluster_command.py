@@ -1,4 +1,4 @@
-"""The ``d2q cluster`` command against the running test node."""
+"""The ``d2q cluster`` command against the running test node of each engine."""
 
 from __future__ import annotations
 
@@ -8,27 +8,35 @@ import shutil
 import sys
 from pathlib import Path
 
-from tests.conftest import OPENSEARCH_TEST_PORT
+from tests.conftest import TEST_PORTS
 from tests.support import run_d2q
+from worker.cluster import local
 
 
-def test_second_start_downloads_nothing(opensearch_url, tmp_path, monkeypatch):
+def test_second_start_downloads_nothing(
+    cluster_url, engine_name, tmp_path, monkeypatch
+):
     # Without mvn on PATH, a start that needed to download would fail.
     python_dir = Path(sys.executable).parent
     java = shutil.which("java")
     assert java is not None
-    monkeypatch.setenv("PATH", os.pathsep.join([str(python_dir), str(Path(java).parent)]))
+    monkeypatch.setenv(
+        "PATH", os.pathsep.join([str(python_dir), str(Path(java).parent)])
+    )
+    port = str(TEST_PORTS[engine_name])
 
-    result = run_d2q(["cluster", "start", "--port", str(OPENSEARCH_TEST_PORT)])
+    result = run_d2q(["cluster", "start", "--engine", engine_name, "--port", port])
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"http://127.0.0.1:{OPENSEARCH_TEST_PORT}"
+    assert result.stdout.strip() == f"http://127.0.0.1:{port}"
 
 
-def test_status_reports_running_node(opensearch_url):
-    result = run_d2q(["cluster", "status", "--port", str(OPENSEARCH_TEST_PORT)])
+def test_status_reports_running_node(cluster_url, engine_name):
+    port = str(TEST_PORTS[engine_name])
+
+    result = run_d2q(["cluster", "status", "--engine", engine_name, "--port", port])
 
     status = json.loads(result.stdout)
     assert result.returncode == 0
     assert status["answering"] is True
-    assert status["version"].startswith("2.19")
+    assert status["version"] == local.DISTRIBUTIONS[engine_name].version

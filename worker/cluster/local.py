@@ -6,10 +6,14 @@ the module jars d2q needs (``rank_features`` lives in mapper-extras, the
 language analysers in analysis-common, update scripts in painless). Everything
 is fetched with ``mvn`` into a cache folder, so a second start downloads
 nothing. The node listens on 127.0.0.1 only.
+
+OpenSearch publishes those module jars; Elasticsearch does not, so its node is
+the bare integ-test-zip (see ELASTICSEARCH below).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -24,7 +28,15 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from worker.errors import LocalClusterError
+from worker.cluster import server_user
+from worker.cluster.detect import HttpOptions, detect_server
+from worker.cluster.toolchain import (  # noqa: F401 - _java_major is re-exported
+    Artifact,
+    _java_major,
+    fetch_artifact,
+    find_java,
+)
+from worker.errors import ClusterError, LocalClusterError
 
 logger = logging.getLogger(__name__)
 
@@ -32,24 +44,6 @@ DEFAULT_CACHE_DIR = Path.home() / ".cache" / "d2q"
 DEFAULT_HEAP = "512m"
 START_TIMEOUT_SECONDS = 180.0
 STOP_TIMEOUT_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """A Maven artifact, written ``group:artifact:version[:packaging]``."""
-
-    coordinates: str
-
-    @property
-    def file_name(self) -> str:
-        parts = self.coordinates.split(":")
-        packaging = parts[3] if len(parts) > 3 else "jar"
-        return f"{parts[1]}-{parts[2]}.{packaging}"
-
-    @property
-    def repository_path(self) -> str:
-        group, artifact, version = self.coordinates.split(":")[:3]
-        return f"{group.replace('.', '/')}/{artifact}/{version}/{self.file_name}"
 
 
 @dataclass(frozen=True)
@@ -76,6 +70,13 @@ class Distribution:
     launcher: str
     descriptor_version_key: str
     extra_settings: dict[str, str] = field(default_factory=dict)
+    java_home_variable: str = "JAVA_HOME"
+    # Set for servers that write into their config folder (a keystore): each
+    # node then gets its own copy, named by this variable.
+    path_conf_variable: str | None = None
+    # Whether disabling JNA lets the server run as root. Where it does not,
+    # a root caller runs the node as the unprivileged SERVER_USER instead.
+    runs_as_root: bool = True
 
     @property
     def home_name(self) -> str:
@@ -135,7 +136,50 @@ OPENSEARCH = Distribution(
     descriptor_version_key="opensearch.version",
 )
 
-DISTRIBUTIONS: dict[str, Distribution] = {"opensearch": OPENSEARCH}
+# Elasticsearch publishes on Maven Central only its integ-test-zip (with the
+# apm, transport-netty4, x-pack-core and x-pack-security modules) and none of
+# its other modules, so this node has no painless, no rank_features, no
+# language analysers, no ingest processors and no root endpoint. d2q copes:
+# the expansion maps its terms as sparse_vector (server core), writes without
+# scripts where painless is missing, and detects the engine from the
+# X-Elastic-Product header. Tests define a stand-in "spanish" analyser.
+# 9.5.0 is the newest 9.x whose integ-test-zip Maven Central served on
+# 2026-12-04 (9.5.6, 9.4.0 and 9.3.0 were not served).
+ELASTICSEARCH_VERSION = "9.5.0"
+
+ELASTICSEARCH = Distribution(
+    engine="elasticsearch",
+    version=ELASTICSEARCH_VERSION,
+    archive=Artifact(
+        "org.elasticsearch.distribution.integ-test-zip:elasticsearch:"
+        f"{ELASTICSEARCH_VERSION}:zip"
+    ),
+    modules=(),
+    min_java=21,
+    java_opts_variable="ES_JAVA_OPTS",
+    launcher="elasticsearch",
+    descriptor_version_key="elasticsearch.version",
+    # Security would require TLS and passwords; this node is for development
+    # on 127.0.0.1 only.
+    extra_settings={"xpack.security.enabled": "false"},
+    java_home_variable="ES_JAVA_HOME",
+    path_conf_variable="ES_PATH_CONF",
+    runs_as_root=False,
+)
+
+DISTRIBUTIONS: dict[str, Distribution] = {
+    "opensearch": OPENSEARCH,
+    "elasticsearch": ELASTICSEARCH,
+}
+
+# The account and folder of nodes that cannot run as root; see start().
+SERVER_USER = "d2q"
+SERVER_FILES_DIR = Path("/var/tmp/d2q")
+
+
+def runs_as_other_user(distribution: Distribution) -> bool:
+    """Tell whether a node of ``distribution`` started now runs as SERVER_USER."""
+    return os.geteuid() == 0 and not distribution.runs_as_root
 
 
 @dataclass(frozen=True)
@@ -151,12 +195,19 @@ class LocalNode:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def files_dir(self) -> Path:
+        """Folder of the server home and node data; SERVER_USER must reach it."""
+        if runs_as_other_user(self.distribution):
+            return SERVER_FILES_DIR
+        return self.cache_dir
+
+    @property
     def home(self) -> Path:
-        return self.cache_dir / "servers" / self.distribution.home_name
+        return self.files_dir / "servers" / self.distribution.home_name
 
     @property
     def node_dir(self) -> Path:
-        return self.cache_dir / "nodes" / f"{self.distribution.engine}-{self.port}"
+        return self.files_dir / "nodes" / f"{self.distribution.engine}-{self.port}"
 
     @property
     def pid_file(self) -> Path:
@@ -176,42 +227,6 @@ def get_node(engine: str, port: int, cache_dir: Path | None = None) -> LocalNode
 
 
 # --- fetching and assembling -------------------------------------------------
-
-
-def _maven_repository(cache_dir: Path) -> Path:
-    return cache_dir / "m2"
-
-
-def fetch_artifact(artifact: Artifact, cache_dir: Path) -> Path:
-    """Download ``artifact`` with ``mvn`` into the cache unless it is there."""
-    repository = _maven_repository(cache_dir)
-    path = repository / artifact.repository_path
-    if path.is_file():
-        return path
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise LocalClusterError(
-            "mvn not found on PATH; install Maven (for example "
-            "'apt-get install maven') so d2q can fetch the server from Maven Central"
-        )
-    logger.info("fetching %s with mvn", artifact.coordinates)
-    command = [
-        mvn,
-        "-q",
-        "-B",
-        "dependency:get",
-        f"-Dmaven.repo.local={repository}",
-        f"-Dartifact={artifact.coordinates}",
-        "-Dtransitive=false",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0 or not path.is_file():
-        tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
-        raise LocalClusterError(
-            f"mvn could not fetch {artifact.coordinates} (exit code "
-            f"{result.returncode}): " + " | ".join(tail)
-        )
-    return path
 
 
 def _write_module(module: Module, target: Path, dist: Distribution, cache: Path) -> None:
@@ -259,44 +274,6 @@ def install(node: LocalNode) -> Path:
     return home
 
 
-# --- Java ----------------------------------------------------------------------
-
-
-def _java_major(java_home: Path) -> int | None:
-    release = java_home / "release"
-    if not release.is_file():
-        return None
-    for line in release.read_text().splitlines():
-        if line.startswith("JAVA_VERSION="):
-            version = line.split("=", 1)[1].strip('"')
-            head = version.split(".")[0]
-            if head == "1":
-                head = version.split(".")[1]
-            return int(head) if head.isdigit() else None
-    return None
-
-
-def find_java(min_major: int) -> Path:
-    """Return a JDK home of at least ``min_major``: JAVA_HOME, then /usr/lib/jvm."""
-    candidates: list[Path] = []
-    if os.environ.get("JAVA_HOME"):
-        candidates.append(Path(os.environ["JAVA_HOME"]))
-    jvm_root = Path("/usr/lib/jvm")
-    if jvm_root.is_dir():
-        candidates.extend(sorted(jvm_root.iterdir()))
-    java_on_path = shutil.which("java")
-    if java_on_path:
-        candidates.append(Path(java_on_path).resolve().parent.parent)
-    for home in candidates:
-        major = _java_major(home)
-        if major is not None and major >= min_major and (home / "bin/java").exists():
-            return home
-    raise LocalClusterError(
-        f"no Java {min_major} or newer found (looked at JAVA_HOME, /usr/lib/jvm and "
-        f"PATH); install a JDK, for example 'apt-get install openjdk-17-jdk-headless'"
-    )
-
-
 # --- process life cycle --------------------------------------------------------
 
 
@@ -322,16 +299,6 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def server_info(url: str, timeout: float = 2.0) -> dict[str, object] | None:
-    """Return the server's root endpoint document, or None when it does not answer."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            info: dict[str, object] = json.load(response)
-            return info
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-
-
 def _log_tail(node: LocalNode, lines: int = 15) -> str:
     try:
         text = node.log_file.read_text(errors="replace")
@@ -341,13 +308,13 @@ def _log_tail(node: LocalNode, lines: int = 15) -> str:
 
 
 def start(node: LocalNode, heap: str = DEFAULT_HEAP) -> str:
-    """Start the node unless it runs already; wait until it answers; return its URL.
+    """Start the node unless it runs already; wait until it responds; return its URL.
 
     Raises:
         LocalClusterError: Java or mvn is missing, the port is taken by another
             process, or the server did not answer within the start timeout.
     """
-    if _read_pid(node) is not None and server_info(node.url):
+    if _read_pid(node) is not None and _cluster_ready(node.url):
         logger.info("%s already running at %s", node.distribution.engine, node.url)
         return node.url
     if not _port_is_free(node.port):
@@ -363,13 +330,21 @@ def start(node: LocalNode, heap: str = DEFAULT_HEAP) -> str:
     data_dir.mkdir(parents=True, exist_ok=True)
     logs_dir.mkdir(parents=True, exist_ok=True)
 
-    # NOTE: the server refuses to run as root. Disabling JNA's native library
-    # turns that check (and the system call filter) off, which is acceptable
-    # only because this node is for development and binds to 127.0.0.1.
     java_opts = [f"-Xms{heap}", f"-Xmx{heap}"]
-    if os.geteuid() == 0:
-        java_opts += ["-Djna.nosys=true", "-Djna.nounpack=true"]
     env = dict(os.environ, JAVA_HOME=str(java_home))
+    env[dist.java_home_variable] = str(java_home)
+    if dist.path_conf_variable:
+        env[dist.path_conf_variable] = str(_node_config(node, home))
+    account = None
+    if runs_as_other_user(dist):
+        account = server_user.prepare(SERVER_USER, node.home, node.node_dir)
+        env["HOME"] = str(node.node_dir)
+    elif os.geteuid() == 0:
+        # NOTE: the server refuses to run as root. Disabling JNA's native
+        # library turns that check (and the system call filter) off, which is
+        # acceptable only because this node is for development and binds to
+        # 127.0.0.1.
+        java_opts += ["-Djna.nosys=true", "-Djna.nounpack=true"]
     env[dist.java_opts_variable] = " ".join(java_opts)
     settings = {
         "network.host": "127.0.0.1",
@@ -392,6 +367,7 @@ def start(node: LocalNode, heap: str = DEFAULT_HEAP) -> str:
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,
+            **server_user.popen_options(account),
         )
     node.pid_file.write_text(f"{process.pid}\n")
     logger.info("started %s pid %d, waiting for %s", dist.home_name, process.pid, node.url)
@@ -412,6 +388,14 @@ def start(node: LocalNode, heap: str = DEFAULT_HEAP) -> str:
         f"{dist.home_name} did not answer at {node.url} within "
         f"{START_TIMEOUT_SECONDS:.0f} s; last output:\n{_log_tail(node)}"
     )
+
+
+def _node_config(node: LocalNode, home: Path) -> Path:
+    """Copy the distribution's config folder to the node once; return the copy."""
+    config = node.node_dir / "config"
+    if not config.is_dir():
+        shutil.copytree(home / "config", config)
+    return config
 
 
 def _cluster_ready(url: str) -> bool:
@@ -444,25 +428,23 @@ def stop(node: LocalNode) -> bool:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def status(node: LocalNode) -> dict[str, object]:
-    """Describe the node: whether its process runs and what its endpoint returns."""
+    """Describe the node: whether its process runs and which version answers."""
     pid = _read_pid(node)
-    info = server_info(node.url)
-    version = None
-    if info and isinstance(info.get("version"), dict):
-        version = info["version"].get("number")  # type: ignore[union-attr]
+    try:
+        version: str | None = detect_server(node.url, HttpOptions(timeout=2.0)).version
+    except ClusterError:
+        version = None
     return {
         "engine": node.distribution.engine,
         "url": node.url,
         "pid": pid,
         "running": pid is not None,
-        "answering": info is not None,
+        "answering": version is not None,
         "version": version,
         "home": str(node.home),
         "data": str(node.node_dir),
