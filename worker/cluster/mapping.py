@@ -62,9 +62,17 @@ def ensure_expansion_mapping(
             f"index {index!r} not found; create it before running d2q init"
         )
     wanted = expansion_mapping(engine, analyzer)
-    existing = engine.get_mapping(index).get("properties", {}).get(field)
-    conflict = find_conflict(existing, wanted, field)
-    if conflict is not None:
-        raise MappingConflictError(index, *conflict)
+    # A list, pattern or alias may name several indices: check each one.
+    for name in _concrete_indices(engine, index):
+        existing = engine.get_mapping(name).get("properties", {}).get(field)
+        conflict = find_conflict(existing, wanted, field)
+        if conflict is not None:
+            raise MappingConflictError(name, *conflict)
     engine.put_mapping(index, {field: wanted})
     return wanted
+
+
+def _concrete_indices(engine: Engine, index: str) -> list[str]:
+    """Return the indices behind a name, comma-separated list, pattern or alias."""
+    response = engine.client.indices.get_mapping(index=index)
+    return sorted(dict(response))
