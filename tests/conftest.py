@@ -9,6 +9,8 @@ variables adjust this:
   already instead of starting one.
 - D2Q_TEST_OPENSEARCH_PORT (default 9250), D2Q_TEST_ELASTICSEARCH_PORT
   (default 9251): ports of the servers the fixtures start.
+- D2Q_TEST_ELASTICSEARCH_VERSION: another Elasticsearch release to start (on
+  another port than the default one's; 8.x also needs the 8.x client).
 - D2Q_TEST_KEEP_SERVERS=1: leave started servers running at the end.
 """
 
@@ -26,12 +28,22 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = REPO / "data" / "squad-es-sample" / "corpus.jsonl"
 OPENSEARCH_TEST_PORT = int(os.environ.get("D2Q_TEST_OPENSEARCH_PORT", "9250"))
 ELASTICSEARCH_TEST_PORT = int(os.environ.get("D2Q_TEST_ELASTICSEARCH_PORT", "9251"))
-TEST_PORTS = {"opensearch": OPENSEARCH_TEST_PORT, "elasticsearch": ELASTICSEARCH_TEST_PORT}
-TEST_ENGINES = [
-    name.strip()
-    for name in os.environ.get("D2Q_TEST_ENGINES", "opensearch,elasticsearch").split(",")
-    if name.strip()
-]
+TEST_PORTS = {
+    "opensearch": OPENSEARCH_TEST_PORT,
+    "elasticsearch": ELASTICSEARCH_TEST_PORT,
+}
+_ENGINES_SETTING = os.environ.get("D2Q_TEST_ENGINES", "opensearch,elasticsearch")
+TEST_ENGINES = [name.strip() for name in _ENGINES_SETTING.split(",") if name.strip()]
+
+
+def expected_version(engine: str) -> str | None:
+    """Return the version the test node of ``engine`` runs, or None if preset."""
+    if os.environ.get(f"D2Q_TEST_{engine.upper()}_URL"):
+        return None
+    from worker.cluster import local
+
+    default = local.DISTRIBUTIONS[engine].version
+    return os.environ.get(f"D2Q_TEST_{engine.upper()}_VERSION", default)
 
 
 def read_sample(limit: int | None = None) -> list[dict]:
@@ -72,7 +84,8 @@ def cluster_url(engine_name: str) -> Iterator[str]:
         return
     from worker.cluster import local
 
-    node = local.get_node(engine_name, TEST_PORTS[engine_name])
+    version = expected_version(engine_name)
+    node = local.get_node(engine_name, TEST_PORTS[engine_name], version=version)
     was_running = bool(local.status(node)["answering"])
     url = local.start(node)
     yield url

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from worker.cluster import local, server_user
+from worker.errors import LocalClusterError
 
 
 def test_elasticsearch_distribution_is_registered():
@@ -61,3 +64,18 @@ def test_open_tree_lets_others_read(tmp_path):
 
     assert jar.stat().st_mode & 0o004
     assert folder.stat().st_mode & 0o005 == 0o005
+
+
+def test_other_elasticsearch_version_changes_archive():
+    node = local.get_node("elasticsearch", 9271, version="8.19.9")
+
+    assert node.distribution.version == "8.19.9"
+    assert node.distribution.archive.coordinates == (
+        "org.elasticsearch.distribution.integ-test-zip:elasticsearch:8.19.9:zip"
+    )
+    assert node.home.name == "elasticsearch-8.19.9"
+
+
+def test_other_opensearch_version_is_rejected():
+    with pytest.raises(LocalClusterError, match="runs only version 2.19.6"):
+        local.get_node("opensearch", 9272, version="2.18.0")

@@ -14,6 +14,7 @@ the bare integ-test-zip (see ELASTICSEARCH below).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -218,12 +219,36 @@ class LocalNode:
         return self.node_dir / "server.out"
 
 
-def get_node(engine: str, port: int, cache_dir: Path | None = None) -> LocalNode:
-    """Return the local node for ``engine`` on ``port``."""
+def get_node(
+    engine: str, port: int, cache_dir: Path | None = None, version: str | None = None
+) -> LocalNode:
+    """Return the local node for ``engine`` on ``port``.
+
+    ``version`` picks another release than the default one, for engines whose
+    node is the bare distribution. A node keeps its data folder by port, so
+    another version needs another port.
+
+    Raises:
+        LocalClusterError: the engine is unknown, or it takes no other version.
+    """
     if engine not in DISTRIBUTIONS:
         known = ", ".join(sorted(DISTRIBUTIONS))
         raise LocalClusterError(f"unknown engine {engine!r}; choose one of: {known}")
-    return LocalNode(DISTRIBUTIONS[engine], port, cache_dir or DEFAULT_CACHE_DIR)
+    distribution = DISTRIBUTIONS[engine]
+    if version is not None and version != distribution.version:
+        distribution = _other_version(distribution, version)
+    return LocalNode(distribution, port, cache_dir or DEFAULT_CACHE_DIR)
+
+
+def _other_version(distribution: Distribution, version: str) -> Distribution:
+    if distribution.modules:
+        raise LocalClusterError(
+            f"the local {distribution.engine} node runs only version "
+            f"{distribution.version}, because its module jars are pinned to it"
+        )
+    group, artifact = distribution.archive.coordinates.split(":")[:2]
+    archive = Artifact(f"{group}:{artifact}:{version}:zip")
+    return dataclasses.replace(distribution, version=version, archive=archive)
 
 
 # --- fetching and assembling -------------------------------------------------
