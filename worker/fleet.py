@@ -2,13 +2,14 @@
 
 The commands in ``worker.cli`` call these functions, so the fleet features
 stay in one place. They are the ``--slice`` and metrics options, the values the
-pipeline needs for slices, and the service (metrics, probes, log ids) around a
-running pipeline.
+pipeline needs for slices, the service (metrics, probes, log ids) around a
+running pipeline, and ``d2q verify``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -99,3 +100,31 @@ def start_service(settings: Settings, pipeline: Any, metrics: WorkerMetrics) -> 
             settings.metrics_host, settings.metrics_port, metrics, health
         ).start()
     return service
+
+
+def verify_command(settings: Settings, engine: Any) -> dict[str, Any]:
+    """Mark the documents whose text changed unseen; return the counts as a dict."""
+    from worker.cluster.writer import BulkWriter
+    from worker.expansion.document import fingerprint
+    from worker.verify import VerifyConfig, verify_sources
+
+    assert settings.index is not None
+    writer = BulkWriter(
+        engine,
+        settings.expansion_field,
+        settings.bulk_max_bytes,
+        max_items=settings.page_size,
+    )
+    config = VerifyConfig(
+        index=settings.index,
+        fields=tuple(settings.fields),
+        expansion_field=settings.expansion_field,
+        fingerprint=fingerprint(
+            settings.model, settings.generation_fingerprint_fields()
+        ),
+        page_size=settings.page_size,
+        keep_alive=settings.pit_keep_alive,
+        slice_id_max=settings.slice_id_max,
+    )
+    summary = verify_sources(engine, writer, config)
+    return {"index": settings.index, **dataclasses.asdict(summary)}

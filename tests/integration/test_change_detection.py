@@ -327,3 +327,37 @@ def test_generation_setting_change_makes_all_stale(
     assert stale["changed"] == 0
     assert after["stale"] == 0
     assert after["expanded"] == len(documents)
+
+
+def _bulk_edit(engine, index: str, doc_id: str, text: str) -> None:
+    action = {"update": {"_index": index, "_id": doc_id}}
+    body = "\n".join(json.dumps(line) for line in (action, {"doc": {"text": text}}))
+    response = engine.client.bulk(body=body + "\n", params={"refresh": "true"})
+    assert not response["errors"], response
+
+
+def test_verify_finds_unseen_edit(engine, cluster_url, tiny_model, index_name, capsys):
+    documents = read_sample(8)
+    create_index(engine, index_name, documents)
+    arguments = cli_arguments(cluster_url, index_name, tiny_model)
+    assert main(["backfill", *arguments, "--no-progress"]) == 0
+    edited, untouched = documents[0]["_id"], documents[1]["_id"]
+    _bulk_edit(engine, index_name, edited, EDITED_TEXT)
+    untouched_version = _version(engine, index_name, untouched)
+    capsys.readouterr()
+
+    assert main(["verify", *arguments]) == 0
+    verified = json.loads(capsys.readouterr().out)
+    marked = fetch(engine, index_name, edited)["doc2query"]
+    assert main(["backfill", *arguments, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["verify", *arguments]) == 0
+    second = json.loads(capsys.readouterr().out)
+
+    assert verified["checked"] == len(documents)
+    assert verified["marked"] == 1
+    assert marked["status"] == "changed"
+    assert marked["changed_from"] == "expanded"
+    assert fetch(engine, index_name, edited)["doc2query"]["status"] == "expanded"
+    assert _version(engine, index_name, untouched) == untouched_version
+    assert second["marked"] == 0

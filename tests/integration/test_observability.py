@@ -43,7 +43,10 @@ def _wait_for_expanded(url: str, count: int, timeout: float = 180) -> dict:
             samples = _samples(_get(url)[1])
         except OSError:
             samples = {}
-        if samples.get(("d2q_documents_total", (("outcome", "expanded"),))) == count:
+        expanded = samples.get(("d2q_documents_total", (("outcome", "expanded"),)))
+        # The pending gauge is counted when a pass starts, so it reads 0 only
+        # once the pass after the expanding one has started.
+        if expanded == count and samples.get(("d2q_pending_documents", ())) == 0:
             return samples
         time.sleep(0.5)
     pytest.fail(f"the metrics never showed {count} expanded documents: {samples}")

@@ -76,3 +76,47 @@ def test_malformed_expansions_not_marked():
     assert not is_marked_changed("changed")
     assert not is_marked_changed(["changed"])
     assert is_marked_changed({"status": "changed"})
+
+
+def test_verify_marks_edited_text():
+    from worker.cluster.reader import SourceDocument
+    from worker.verify import marked_expansion
+
+    document = SourceDocument(
+        "news",
+        "1",
+        3,
+        1,
+        {"text": TEXT + " Editado.", "doc2query": marked(status="expanded")},
+    )
+
+    expansion = marked_expansion(document, "doc2query", ["text"])
+
+    assert expansion is not None
+    assert expansion["status"] == "changed"
+    assert expansion["changed_from"] == "expanded"
+    assert expansion["queries"] == ["dónde está zaragoza"]
+
+
+def test_verify_leaves_same_text():
+    from worker.cluster.reader import SourceDocument
+    from worker.verify import marked_expansion
+
+    document = SourceDocument(
+        "news", "1", 3, 1, {"text": TEXT, "doc2query": marked(status="expanded")}
+    )
+
+    assert marked_expansion(document, "doc2query", ["text"]) is None
+
+
+def test_verify_marks_skipped_document_with_new_text():
+    from worker.cluster.reader import SourceDocument
+    from worker.verify import marked_expansion
+
+    skipped = {"status": "skipped", "source_hash": None, "fingerprint": FINGERPRINT}
+    document = SourceDocument("news", "1", 3, 1, {"text": TEXT, "doc2query": skipped})
+
+    expansion = marked_expansion(document, "doc2query", ["text"])
+
+    assert expansion is not None
+    assert expansion["changed_from"] == "skipped"
