@@ -15,7 +15,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 install: $(PY)
-	$(PY) -m pip install -q -e '.[dev,eval,metrics,ctranslate2]'
+	$(PY) -m pip install -q -e '.[dev,eval,metrics,ctranslate2,aws]'
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -6,15 +6,14 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from worker.errors import D2QError
 from worker.settings import QUERIES_PER_PARAGRAPH_RANGE, Settings, load_settings
+from worker.shutdown import StopHandler
 
 logger = logging.getLogger("worker")
 
@@ -61,6 +60,20 @@ def _connection_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--insecure", action="store_true", default=None, help="do not verify TLS certificates (logs a warning)"
     )
+    group.add_argument(
+        "--aws-region",
+        help="sign requests with AWS SigV4 for this region (env D2Q_AWS_REGION); "
+        "credentials come from the usual AWS sources",
+    )
+    group.add_argument(
+        "--aws-service",
+        choices=["es", "aoss"],
+        help="service name of SigV4 signing: es for a managed domain, aoss for "
+        "OpenSearch Serverless (default es)",
+    )
+    group.add_argument(
+        "--request-timeout", type=float, help="seconds to wait for one request (default 60)"
+    )
     group.add_argument("--config", help="TOML settings file (env D2Q_CONFIG)")
     group.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     group.add_argument("--log-format", choices=["text", "json"], help="log line format (default text)")
@@ -101,10 +114,34 @@ def _model_options() -> argparse.ArgumentParser:
     return parser
 
 
+def _reliability_options() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("limits and faults")
+    group.add_argument(
+        "--bulk-max-bytes", type=int, help="maximum bytes of one bulk request (default 5000000)"
+    )
+    group.add_argument(
+        "--pit-keep-alive", help="how long the point in time lives between pages (default 10m)"
+    )
+    group.add_argument(
+        "--max-text-chars",
+        type=int,
+        help="characters of a document's text that are expanded; the rest is cut (default 200000)",
+    )
+    group.add_argument(
+        "--shutdown-grace-seconds",
+        type=float,
+        help="after the first SIGTERM or SIGINT, seconds to finish the batch in flight "
+        "before exiting anyway (default 30)",
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="d2q", description="Expand documents with doc2query queries.")
     commands = parser.add_subparsers(dest="command", required=True)
     connection, index, model = _connection_options(), _index_options(), _model_options()
+    limits = _reliability_options()
 
     cluster = commands.add_parser("cluster", help="run a local single-node server for development")
     cluster.add_argument("action", choices=["start", "stop", "status"])
@@ -115,13 +152,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("init", parents=[connection, index], help="add the expansion object to an index's mapping")
 
     backfill = commands.add_parser(
-        "backfill", parents=[connection, index, model], help="expand every pending document once"
+        "backfill", parents=[connection, index, model, limits], help="expand every pending document once"
+    )
+    backfill.add_argument(
+        "--outage-budget-seconds",
+        type=float,
+        help="seconds the cluster may stay unavailable before the backfill exits with "
+        "an error (default 600)",
     )
     backfill.add_argument("--limit", type=int, help="stop after this many documents")
     backfill.add_argument("--retry-failed", action="store_true", default=None, help="also retry failed documents")
     backfill.add_argument("--no-progress", dest="progress", action="store_false", default=None)
 
-    run = commands.add_parser("run", parents=[connection, index, model], help="expand new documents until stopped")
+    run = commands.add_parser(
+        "run", parents=[connection, index, model, limits], help="expand new documents until stopped"
+    )
     run.add_argument("--poll-seconds", type=float, help="wait between passes when nothing is pending (default 30)")
 
     commands.add_parser("status", parents=[connection, index, model], help="count documents by expansion state")
@@ -171,6 +216,8 @@ def _connect(settings: Settings) -> Any:
             ca_certs=settings.ca_certs,
             insecure=settings.insecure,
             request_timeout=settings.request_timeout,
+            aws_region=settings.aws_region,
+            aws_service=settings.aws_service,
         )
     )
 
@@ -235,25 +282,17 @@ def build_pipeline(settings: Settings, engine: Any) -> Any:
         max_terms=settings.max_terms,
         max_input_tokens=settings.max_input_tokens,
         retry_failed=settings.retry_failed,
+        max_text_chars=settings.max_text_chars,
+        outage_budget_seconds=settings.outage_budget_seconds,
     )
     return Pipeline(engine, generator, writer, config)
 
 
-def install_stop_handlers(pipeline: Any) -> None:
+def install_stop_handlers(pipeline: Any, grace_seconds: float) -> StopHandler:
     """First SIGINT or SIGTERM: finish the page in flight. Second: exit at once."""
-    received: list[int] = []
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        if len(received) == 1:
-            logger.info("received %s; stopping after the batch in flight", signal.Signals(signum).name)
-            pipeline.request_stop()
-        else:
-            logger.warning("received a second signal; exiting now")
-            os._exit(128 + signum)
-
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
+    handler = StopHandler(pipeline.request_stop, grace_seconds)
+    handler.install()
+    return handler
 
 
 def _command_backfill(settings: Settings) -> int:
@@ -265,12 +304,15 @@ def _command_backfill(settings: Settings) -> int:
     assert settings.index is not None
     ensure_expansion_mapping(engine, settings.index, settings.expansion_field, settings.analyzer)
     pipeline = build_pipeline(settings, engine)
-    install_stop_handlers(pipeline)
+    stop_handler = install_stop_handlers(pipeline, settings.shutdown_grace_seconds)
     total = pipeline.pending_count()
     if settings.limit is not None:
         total = min(total, settings.limit)
-    with tqdm(total=total, unit="doc", disable=not settings.progress, file=sys.stderr) as bar:
-        summary = pipeline.backfill(settings.limit, progress=bar.update)
+    try:
+        with tqdm(total=total, unit="doc", disable=not settings.progress, file=sys.stderr) as bar:
+            summary = pipeline.backfill(settings.limit, progress=bar.update)
+    finally:
+        stop_handler.cancel()
     print(summary.line())
     return EXIT_OK if summary.failed == 0 else EXIT_FAILED_DOCUMENTS
 
@@ -282,9 +324,12 @@ def _command_run(settings: Settings) -> int:
     assert settings.index is not None
     ensure_expansion_mapping(engine, settings.index, settings.expansion_field, settings.analyzer)
     pipeline = build_pipeline(settings, engine)
-    install_stop_handlers(pipeline)
+    stop_handler = install_stop_handlers(pipeline, settings.shutdown_grace_seconds)
     logger.info("daemon started on index %s, polling every %.0f s", settings.index, settings.poll_seconds)
-    summary = pipeline.run_forever(settings.poll_seconds)
+    try:
+        summary = pipeline.run_forever(settings.poll_seconds)
+    finally:
+        stop_handler.cancel()
     logger.info("daemon stopped: %s", summary.line())
     print(summary.line())
     return EXIT_OK
@@ -310,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _command_build_tiny_model(args)
         settings = settings_from_args(args)
         configure_logging(settings.log_level, settings.log_format)
+        logger.debug("settings (secrets hidden): %s", settings.redacted())
         handlers = {
             "init": _command_init,
             "status": _command_status,
@@ -319,4 +365,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](settings)
     except D2QError as error:
         print(f"d2q: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as error:
+        from worker.outage import is_transient
+
+        if not is_transient(error):
+            raise
+        print(f"d2q: error: the cluster is unavailable: {error}; try again later", file=sys.stderr)
         return EXIT_ERROR

@@ -41,3 +41,35 @@ class MappingConflictError(ClusterError):
 
 class ModelLoadError(D2QError):
     """The model or its tokenizer could not be loaded."""
+
+
+class PartialResultsError(ClusterError):
+    """A search answered with failed shards, so its page may lack documents.
+
+    The reader raises it instead of yielding an incomplete page. It counts as
+    a passing outage: the pass is retried within the outage budget.
+    """
+
+    def __init__(self, index: str, failed_shards: int, reason: str) -> None:
+        self.index = index
+        self.failed_shards = failed_shards
+        self.reason = reason
+        super().__init__(
+            f"search on {index!r} failed on {failed_shards} shard(s): {reason}"
+        )
+
+
+class OutageError(ClusterError):
+    """The cluster stayed unavailable for longer than the outage budget."""
+
+    def __init__(self, index: str, seconds: float, budget: float, last: str) -> None:
+        self.index = index
+        self.seconds = seconds
+        self.budget = budget
+        self.last = last
+        super().__init__(
+            f"index {index!r}: the cluster was unavailable for {seconds:.0f} s, "
+            f"past the outage budget of {budget:.0f} s (last error: {last}); "
+            f"run the backfill again once the cluster answers, or raise "
+            f"--outage-budget-seconds"
+        )

@@ -2,13 +2,15 @@
 
 The pipeline joins the cluster side and the model side, which never import
 each other. One pass opens a point in time over the documents that lack the
-current expansion, and for each page it splits paragraphs, generates queries,
-weights their analysed terms and writes the expansions in bulk.
+current expansion, and for each page it expands the documents (see
+:mod:`worker.page`) and writes the expansions in bulk. Passes that meet a
+cluster outage are tried again within an outage budget.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -16,24 +18,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.cluster.bulk import ItemOutcome, Update
-from worker.cluster.engine import Engine, is_retryable
-from worker.cluster.reader import SourceDocument, iter_pages, pending_query
+from worker.cluster.counts import count_in_slice
+from worker.cluster.engine import Engine
+from worker.cluster.reader import ReadStats, SourceDocument, iter_pages, pending_query
 from worker.cluster.writer import BulkWriter
 from worker.errors import ClusterError
-from worker.expansion.document import Expansion, source_hash
-from worker.expansion.paragraphs import split_paragraphs
-from worker.expansion.queries import clean_queries
-from worker.expansion.terms import group_tokens_by_query, weigh_terms
-from worker.expansion.text import extract_text
+from worker.expansion.document import Expansion
 from worker.model.base import QueryGenerator
+from worker.outage import DEFAULT_OUTAGE_BUDGET_SECONDS, OutageBudget, is_transient
+from worker.overlap import ExpandedPage, Overlap, numbered_pages
+from worker.page import DEFAULT_MAX_TEXT_CHARS, PageExpander, PageSettings
 
 logger = logging.getLogger(__name__)
 
-# A backfill runs another pass while documents changed under it (409), so
-# they are expanded from their new text; this bounds the passes when a
-# document keeps changing.
+# A backfill runs another pass while documents changed under it (409), were
+# rejected until the last retry, or were read across a reopened point in
+# time, so they are expanded too; this bounds the passes when a document
+# keeps changing.
 MAX_BACKFILL_PASSES = 5
-NO_QUERIES_REASON = "the model produced no usable queries"
+# Documents whose failure could not even be recorded are left out of later
+# passes of this process by id; past this many, the oldest are tried again.
+MAX_UNWRITABLE_IDS = 10_000
+# Pages fetched ahead of the model, and pages of results waiting for the
+# writer: memory stays at a few pages however large the index is.
+OVERLAP_DEPTH = 2
 
 
 @dataclass(frozen=True)
@@ -50,35 +58,77 @@ class PipelineConfig:
     max_terms: int = 256
     max_input_tokens: int = 320
     retry_failed: bool = False
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
+    outage_budget_seconds: float = DEFAULT_OUTAGE_BUDGET_SECONDS
+    # The slice this worker reads, as (id, max); None reads every document.
+    slice_id_max: tuple[int, int] | None = None
+
+    def page_settings(self) -> PageSettings:
+        return PageSettings(
+            fields=self.fields,
+            expansion_field=self.expansion_field,
+            model_name=self.model_name,
+            fingerprint=self.fingerprint,
+            max_terms=self.max_terms,
+            max_input_tokens=self.max_input_tokens,
+            max_text_chars=self.max_text_chars,
+        )
 
 
 @dataclass
 class RunSummary:
-    """Counts of one backfill or daemon pass."""
+    """Counts of one backfill or daemon pass.
+
+    ``conflicts`` changed while they were expanded, ``missing`` were deleted,
+    and ``deferred`` were still rejected (429, 502-504) after the last retry;
+    all of these stay pending.
+    """
 
     expanded: int = 0
     skipped: int = 0
     failed: int = 0
     conflicts: int = 0
+    missing: int = 0
+    deferred: int = 0
+    reopened: int = 0
     seconds: float = 0.0
     failures: list[ItemOutcome] = field(default_factory=list)
 
     @property
     def processed(self) -> int:
-        return self.expanded + self.skipped + self.failed + self.conflicts
+        return (
+            self.expanded
+            + self.skipped
+            + self.failed
+            + self.conflicts
+            + self.missing
+            + self.deferred
+        )
+
+    @property
+    def needs_another_pass(self) -> bool:
+        """Tell whether documents of this pass may still be pending."""
+        return bool(self.conflicts or self.deferred or self.reopened)
 
     def add(self, other: RunSummary) -> None:
         self.expanded += other.expanded
         self.skipped += other.skipped
         self.failed += other.failed
         self.conflicts += other.conflicts
+        self.missing += other.missing
+        self.deferred += other.deferred
+        self.reopened += other.reopened
         self.failures.extend(other.failures)
 
-    def line(self) -> str:
+    def counts(self) -> str:
         return (
             f"expanded={self.expanded} skipped={self.skipped} failed={self.failed} "
-            f"conflicts={self.conflicts} seconds={self.seconds:.1f}"
+            f"conflicts={self.conflicts} missing={self.missing} "
+            f"deferred={self.deferred}"
         )
+
+    def line(self) -> str:
+        return f"{self.counts()} seconds={self.seconds:.1f}"
 
 
 ProgressCallback = Callable[[int], None]
@@ -98,7 +148,10 @@ class Pipeline:
         self.generator = generator
         self.writer = writer
         self.config = config
+        self.expander = PageExpander(engine, generator, config.page_settings())
         self.stop_event = threading.Event()
+        # id -> reason, for documents whose failure record was rejected too.
+        self.unwritable: dict[str, str] = {}
 
     # --- life cycle ------------------------------------------------------------
 
@@ -106,48 +159,83 @@ class Pipeline:
         """Finish the page in flight, write it, then stop."""
         self.stop_event.set()
 
-    def backfill(self, limit: int | None = None, progress: ProgressCallback | None = None) -> RunSummary:
-        """Expand every pending document once; return the counts."""
+    def backfill(
+        self, limit: int | None = None, progress: ProgressCallback | None = None
+    ) -> RunSummary:
+        """Expand every pending document once; return the counts.
+
+        Raises:
+            OutageError: the cluster stayed unavailable past the outage budget.
+                Documents written before stay written; a new backfill goes on
+                with the rest.
+        """
         started = time.monotonic()
         summary = RunSummary()
-        for number in range(1, MAX_BACKFILL_PASSES + 1):
+        outage = OutageBudget(
+            self.config.index, self.config.outage_budget_seconds, self.stop_event
+        )
+        number = 0
+        while number < MAX_BACKFILL_PASSES and not self.stop_event.is_set():
             remaining = None if limit is None else limit - summary.processed
             if remaining is not None and remaining <= 0:
                 break
-            result = self.run_pass(remaining, progress)
+            result = RunSummary()
+            try:
+                self.run_pass(remaining, progress, result)
+            except Exception as error:
+                summary.add(result)
+                if not is_transient(error):
+                    raise
+                outage.wait(error)
+                continue
+            outage.recovered()
+            number += 1
             summary.add(result)
-            if not result.conflicts or self.stop_event.is_set():
+            if not result.needs_another_pass:
                 break
             logger.info(
-                "index=%s pass=%d: %d documents changed while they were expanded; "
-                "expanding them again from their new text",
+                "index=%s pass=%d: %d changed, %d deferred, %d point in time "
+                "reopenings; running another pass for the documents still pending",
                 self.config.index,
                 number,
                 result.conflicts,
+                result.deferred,
+                result.reopened,
             )
         summary.seconds = time.monotonic() - started
         return summary
 
     def run_forever(self, poll_seconds: float) -> RunSummary:
-        """Expand pending documents until stopped, polling for new ones."""
+        """Expand pending documents until stopped, polling for new ones.
+
+        A cluster outage is waited out without limit; other cluster errors are
+        logged and the pass is tried again after ``poll_seconds``.
+        """
         started = time.monotonic()
         total = RunSummary()
+        outage = OutageBudget(
+            self.config.index, math.inf, self.stop_event, max_delay=poll_seconds
+        )
         while not self.stop_event.is_set():
+            result = RunSummary()
             try:
-                result = self.run_pass()
-            except ClusterError as error:
-                logger.error("index=%s pass failed: %s; retrying in %.0f s", self.config.index, error, poll_seconds)
-                result = RunSummary()
+                self.run_pass(summary=result)
             except Exception as error:
-                if not is_retryable(error):
+                total.add(result)
+                if is_transient(error):
+                    outage.wait(error)
+                    continue
+                if not isinstance(error, ClusterError):
                     raise
-                logger.warning(
-                    "index=%s cluster unavailable (%s); retrying in %.0f s",
+                logger.error(
+                    "index=%s pass failed: %s; retrying in %.0f s",
                     self.config.index,
                     error,
                     poll_seconds,
                 )
-                result = RunSummary()
+                self.stop_event.wait(poll_seconds)
+                continue
+            outage.recovered()
             total.add(result)
             if result.processed:
                 logger.info("index=%s pass done: %s", self.config.index, result.line())
@@ -159,18 +247,40 @@ class Pipeline:
     # --- one pass --------------------------------------------------------------
 
     def pending_count(self) -> int:
-        return self.engine.count(self.config.index, self._query())
+        return count_in_slice(
+            self.engine, self.config.index, self._query(), self.config.slice_id_max
+        )
 
     def _query(self) -> dict[str, Any]:
-        return pending_query(self.config.expansion_field, self.config.fingerprint, self.config.retry_failed)
+        query = pending_query(
+            self.config.expansion_field,
+            self.config.fingerprint,
+            self.config.retry_failed,
+        )
+        if not self.unwritable:
+            return query
+        excluded = {"ids": {"values": list(self.unwritable)}}
+        return {"bool": {"filter": [query], "must_not": [excluded]}}
 
     def _source_fields(self) -> list[str]:
         field_name = self.config.expansion_field
-        return [*self.config.fields, f"{field_name}.status", f"{field_name}.attempts"]
+        # The whole expansion object, so that one marked as changed whose text
+        # did not change can be written back with its old status.
+        return [*self.config.fields, field_name]
 
-    def run_pass(self, limit: int | None = None, progress: ProgressCallback | None = None) -> RunSummary:
-        """Expand the documents pending when the pass starts, up to ``limit``."""
-        summary = RunSummary()
+    def run_pass(
+        self,
+        limit: int | None = None,
+        progress: ProgressCallback | None = None,
+        summary: RunSummary | None = None,
+    ) -> RunSummary:
+        """Expand the documents pending when the pass starts, up to ``limit``.
+
+        Counts go into ``summary`` page by page, so a caller that catches an
+        error still has the counts of the pages written before it.
+        """
+        summary = summary if summary is not None else RunSummary()
+        stats = ReadStats()
         pages = iter_pages(
             self.engine,
             self.config.index,
@@ -178,160 +288,61 @@ class Pipeline:
             self._source_fields(),
             self.config.page_size,
             self.config.keep_alive,
+            stats,
+            slice_id_max=self.config.slice_id_max,
         )
+        def finish(expanded: ExpandedPage) -> None:
+            result = self.write_page(expanded)
+            summary.add(result)
+            if progress is not None:
+                progress(result.processed)
+
+        overlap = Overlap(self.expand_page, finish, depth=OVERLAP_DEPTH)
         try:
-            for batch_number, page in enumerate(pages, start=1):
-                if limit is not None:
-                    page = page[: max(0, limit - summary.processed)]
-                if page:
-                    result = self.process_page(page, batch_number)
-                    summary.add(result)
-                    if progress is not None:
-                        progress(result.processed)
-                if self.stop_event.is_set() or (limit is not None and summary.processed >= limit):
-                    break
+            overlap.run(numbered_pages(pages, limit), should_stop=self.stop_event.is_set)
         finally:
+            summary.reopened += stats.reopened
             pages.close()
         if summary.processed:
             self.engine.refresh(self.config.index)
         return summary
 
-    def process_page(self, documents: list[SourceDocument], batch_number: int = 0) -> RunSummary:
+    def process_page(
+        self, documents: list[SourceDocument], batch_number: int = 0
+    ) -> RunSummary:
         """Expand one page of documents and write the results."""
+        return self.write_page(self.expand_page((batch_number, documents)))
+
+    def expand_page(self, page: tuple[int, list[SourceDocument]]) -> ExpandedPage:
+        """Generate the expansions of one numbered page; the model's stage."""
+        batch_number, documents = page
         started = time.monotonic()
-        expansions = self._expand(documents)
+        expansions = self.expander.expand(documents)
+        return ExpandedPage(batch_number, documents, expansions, started)
+
+    def write_page(self, expanded: ExpandedPage) -> RunSummary:
+        """Write one page's expansions and count the outcomes; the writer's stage."""
+        batch_number, documents = expanded.batch_number, expanded.documents
+        expansions, started = expanded.expansions, expanded.started
         updates = [
-            Update(doc.index, doc.id, doc.seq_no, doc.primary_term, expansion.to_source())
-            for doc, expansion in zip(documents, expansions)
+            Update(
+                doc.index, doc.id, doc.seq_no, doc.primary_term, expansion.to_source()
+            )
+            for doc, expansion in zip(documents, expansions, strict=True)
         ]
         outcomes = self.writer.write(updates)
         summary = self._tally(documents, expansions, outcomes)
         logger.info(
-            "index=%s batch=%d documents=%d %s",
+            "index=%s batch=%d documents=%d %s seconds=%.1f",
             self.config.index,
             batch_number,
             len(documents),
-            summary.line().rsplit(" seconds=", 1)[0] + f" seconds={time.monotonic() - started:.1f}",
+            summary.counts(),
+            time.monotonic() - started,
         )
         return summary
 
-    # --- expansion of a page -------------------------------------------------------
-
-    def _previous_attempts(self, document: SourceDocument) -> int:
-        previous = document.source.get(self.config.expansion_field)
-        if isinstance(previous, dict) and previous.get("status") == "failed":
-            attempts = previous.get("attempts")
-            if isinstance(attempts, int) and not isinstance(attempts, bool):
-                return attempts
-        return 0
-
-    def _new_expansion(self, document: SourceDocument, **values: Any) -> Expansion:
-        return Expansion(
-            model=self.config.model_name,
-            fingerprint=self.config.fingerprint,
-            attempts=self._previous_attempts(document) + 1,
-            **values,
-        )
-
-    def _expand(self, documents: list[SourceDocument]) -> list[Expansion]:
-        expansions: list[Expansion | None] = [None] * len(documents)
-        paragraphs: list[list[str]] = [[] for _ in documents]
-        texts: list[str] = [""] * len(documents)
-        for position, document in enumerate(documents):
-            extracted = extract_text(document.source, self.config.fields)
-            if extracted.skip_reason is not None:
-                expansions[position] = self._new_expansion(
-                    document, status="skipped", reason=extracted.skip_reason
-                )
-                continue
-            texts[position] = extracted.text
-            paragraphs[position] = split_paragraphs(
-                extracted.text, self.generator.count_tokens, self.config.max_input_tokens
-            )
-
-        generated = self._generate(documents, paragraphs, expansions)
-        for position, document in enumerate(documents):
-            if expansions[position] is not None:
-                continue
-            expansions[position] = self._build_expansion(
-                document, texts[position], paragraphs[position], generated[position]
-            )
-        return [expansion for expansion in expansions if expansion is not None]
-
-    def _generate(
-        self,
-        documents: list[SourceDocument],
-        paragraphs: list[list[str]],
-        expansions: list[Expansion | None],
-    ) -> list[list[list[str]]]:
-        """Generate for the whole page at once; on an error, document by document."""
-        flat = [text for per_doc in paragraphs for text in per_doc]
-        try:
-            queries = self.generator.generate(flat)
-        except (RuntimeError, ValueError) as error:
-            logger.warning("index=%s generation failed for a page (%s); retrying one document at a time", self.config.index, error)
-            return self._generate_each(documents, paragraphs, expansions)
-        result: list[list[list[str]]] = []
-        offset = 0
-        for per_doc in paragraphs:
-            result.append(queries[offset : offset + len(per_doc)])
-            offset += len(per_doc)
-        return result
-
-    def _generate_each(
-        self,
-        documents: list[SourceDocument],
-        paragraphs: list[list[str]],
-        expansions: list[Expansion | None],
-    ) -> list[list[list[str]]]:
-        result: list[list[list[str]]] = []
-        for position, per_doc in enumerate(paragraphs):
-            try:
-                result.append(self.generator.generate(per_doc) if per_doc else [])
-            except (RuntimeError, ValueError) as error:
-                document = documents[position]
-                logger.error("index=%s id=%s generation failed: %s", document.index, document.id, error)
-                expansions[position] = self._new_expansion(
-                    document, status="failed", reason=f"generation failed: {error}"
-                )
-                result.append([])
-        return result
-
-    def _build_expansion(
-        self,
-        document: SourceDocument,
-        text: str,
-        paragraphs: list[str],
-        generated: list[list[str]],
-    ) -> Expansion:
-        queries: list[str] = []
-        query_paragraph: list[int] = []
-        seen: set[str] = set()
-        for paragraph_number, raw in enumerate(generated):
-            for query in clean_queries(raw):
-                key = query.casefold()
-                if key not in seen:
-                    seen.add(key)
-                    queries.append(query)
-                    query_paragraph.append(paragraph_number)
-        if not queries:
-            return self._new_expansion(
-                document, status="skipped", reason=NO_QUERIES_REASON,
-                source_hash=source_hash(text), paragraphs=len(paragraphs),
-            )
-        tokens = self.engine.analyze(document.index, f"{self.config.expansion_field}.queries", queries)
-        terms = weigh_terms(group_tokens_by_query(tokens), self.config.max_terms)
-        return self._new_expansion(
-            document,
-            status="expanded",
-            source_hash=source_hash(text),
-            queries=queries,
-            query_paragraph=query_paragraph,
-            terms=terms,
-            paragraphs=len(paragraphs),
-        )
-
-    # --- outcomes ------------------------------------------------------------------
+    # --- outcomes --------------------------------------------------------------
 
     def _tally(
         self,
@@ -341,33 +352,67 @@ class Pipeline:
     ) -> RunSummary:
         summary = RunSummary()
         failed: list[tuple[SourceDocument, Expansion, ItemOutcome]] = []
-        for document, expansion, outcome in zip(documents, expansions, outcomes):
+        for document, expansion, outcome in zip(
+            documents, expansions, outcomes, strict=True
+        ):
+            index, doc_id = document.index, document.id
             if outcome.verdict == "done":
                 if expansion.status == "expanded":
                     summary.expanded += 1
                 elif expansion.status == "skipped":
                     summary.skipped += 1
-                    logger.info("index=%s id=%s skipped: %s", document.index, document.id, expansion.reason)
+                    logger.info(
+                        "index=%s id=%s skipped: %s", index, doc_id, expansion.reason
+                    )
                 else:
                     summary.failed += 1
                     summary.failures.append(outcome)
             elif outcome.verdict == "conflict":
                 summary.conflicts += 1
-                logger.info("index=%s id=%s changed while it was expanded; it stays pending", document.index, document.id)
+                logger.info(
+                    "index=%s id=%s changed while it was expanded; it stays pending",
+                    index,
+                    doc_id,
+                )
+            elif outcome.verdict == "missing":
+                summary.missing += 1
+                logger.info(
+                    "index=%s id=%s was deleted while it was expanded", index, doc_id
+                )
+            elif outcome.verdict == "retry":
+                summary.deferred += 1
+                logger.warning(
+                    "index=%s id=%s still rejected with status %d after the last "
+                    "retry; it stays pending: %s",
+                    index,
+                    doc_id,
+                    outcome.status,
+                    outcome.reason,
+                )
             else:
                 summary.failed += 1
                 summary.failures.append(outcome)
                 logger.error(
                     "index=%s id=%s update failed with status %d: %s",
-                    document.index, document.id, outcome.status, outcome.reason,
+                    index,
+                    doc_id,
+                    outcome.status,
+                    outcome.reason,
                 )
-                if outcome.verdict == "failed":
-                    failed.append((document, expansion, outcome))
+                failed.append((document, expansion, outcome))
         self._record_failures(failed)
         return summary
 
-    def _record_failures(self, failed: list[tuple[SourceDocument, Expansion, ItemOutcome]]) -> None:
-        """Mark documents whose update failed permanently, so they are not retried in a loop."""
+    def _record_failures(
+        self, failed: list[tuple[SourceDocument, Expansion, ItemOutcome]]
+    ) -> None:
+        """Mark documents whose update failed permanently, so no pass retries them.
+
+        The record is written against the version that was read, like the
+        expansion. When the cluster rejects the record too (the document
+        itself no longer fits the mapping), the id is left out of the later
+        passes of this process instead.
+        """
         if not failed:
             return
         updates = []
@@ -379,14 +424,29 @@ class Pipeline:
                 source_hash=expansion.source_hash,
                 paragraphs=expansion.paragraphs,
                 attempts=expansion.attempts,
-                reason=f"update rejected with status {outcome.status}: {outcome.reason}",
+                reason=f"update rejected with status {outcome.status}: "
+                f"{outcome.reason}",
             )
             updates.append(
-                Update(document.index, document.id, document.seq_no, document.primary_term, record.to_source())
+                Update(
+                    document.index,
+                    document.id,
+                    document.seq_no,
+                    document.primary_term,
+                    record.to_source(),
+                )
             )
         for outcome in self.writer.write(updates):
-            if outcome.verdict != "done":
-                logger.error(
-                    "index=%s id=%s could not record the failure (status %d): %s",
-                    outcome.index, outcome.id, outcome.status, outcome.reason,
-                )
+            if outcome.verdict in ("done", "conflict", "missing", "retry"):
+                continue
+            logger.error(
+                "index=%s id=%s could not record the failure (status %d): %s; "
+                "this process leaves it out from now on",
+                outcome.index,
+                outcome.id,
+                outcome.status,
+                outcome.reason,
+            )
+            if len(self.unwritable) >= MAX_UNWRITABLE_IDS:
+                self.unwritable.pop(next(iter(self.unwritable)))
+            self.unwritable[outcome.id] = outcome.reason or ""

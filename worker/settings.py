@@ -14,6 +14,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,6 +32,9 @@ Device = Literal["auto", "cpu", "cuda"]
 Engine = Literal["auto", "opensearch", "elasticsearch"]
 Backend = Literal["torch", "ctranslate2"]
 LogFormat = Literal["text", "json"]
+# "es" signs requests for Amazon OpenSearch Service domains, "aoss" for
+# OpenSearch Serverless collections.
+AwsService = Literal["es", "aoss"]
 
 QUERIES_PER_PARAGRAPH_RANGE = (1, 80)
 
@@ -80,6 +84,13 @@ class Settings:
     log_level: str = "INFO"
     log_format: LogFormat = "text"
 
+    # reliability: outages, shutdown, large input, AWS request signing
+    outage_budget_seconds: float = 600.0
+    shutdown_grace_seconds: float = 30.0
+    max_text_chars: int = 200_000
+    aws_region: str | None = None
+    aws_service: AwsService = "es"
+
     def generation_fingerprint_fields(self) -> dict[str, Any]:
         """Return the settings that change what an expansion contains."""
         return {
@@ -92,6 +103,7 @@ class Settings:
             "fields": list(self.fields),
             "analyzer": self.analyzer,
             "max_terms": self.max_terms,
+            "max_text_chars": self.max_text_chars,
         }
 
     def redacted(self) -> dict[str, Any]:
@@ -263,8 +275,49 @@ def validate(settings: Settings) -> list[str]:
             f"expansion_field: {settings.expansion_field!r} must be a non-empty "
             f"name without dots"
         )
+    problems.extend(_validate_reliability(settings))
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(
             f"log_level: {settings.log_level!r} is not one of: DEBUG, INFO, WARNING, ERROR"
+        )
+    return problems
+
+
+def _validate_reliability(settings: Settings) -> list[str]:
+    """Check the connection security, outage, shutdown and input size settings."""
+    problems: list[str] = []
+    if "@" in urlsplit(settings.url).netloc:
+        # The URL shows up in errors and logs, so it must not carry the secret.
+        problems.append(
+            "url: must not contain credentials; set D2Q_USERNAME and D2Q_PASSWORD "
+            "(or username and password in the config file) instead"
+        )
+    if settings.ca_certs is not None and not Path(settings.ca_certs).is_file():
+        problems.append(f"ca_certs: file {settings.ca_certs!r} not found")
+    if settings.password is not None and settings.username is None:
+        problems.append("password: is set but username is not; set D2Q_USERNAME too")
+    if settings.api_key is not None and settings.username is not None:
+        problems.append("api_key: set either api_key or username and password, not both")
+    if settings.aws_region is not None and (settings.username or settings.api_key):
+        problems.append(
+            "aws_region: AWS request signing replaces basic auth and API keys; "
+            "unset username, password and api_key"
+        )
+    if settings.outage_budget_seconds < 0:
+        problems.append(
+            f"outage_budget_seconds: {settings.outage_budget_seconds} must be 0 or more"
+        )
+    if settings.shutdown_grace_seconds <= 0:
+        problems.append(
+            f"shutdown_grace_seconds: {settings.shutdown_grace_seconds} must be above 0"
+        )
+    if settings.max_text_chars < 1000:
+        problems.append(
+            f"max_text_chars: {settings.max_text_chars} is below the minimum 1000"
+        )
+    if settings.bulk_max_bytes > 100_000_000:
+        problems.append(
+            f"bulk_max_bytes: {settings.bulk_max_bytes} is above 100000000, the "
+            f"default http.max_content_length of both engines"
         )
     return problems

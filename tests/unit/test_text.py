@@ -33,7 +33,7 @@ def test_extract_accepts_list_of_strings():
         ({"text": None}, "field 'text' is missing"),
         ({"text": 42}, "field 'text' is a number, not text"),
         ({"text": True}, "field 'text' is a boolean, not text"),
-        ({"text": {"a": "b"}}, "field 'text' is a object, not text"),
+        ({"text": {"a": "b"}}, "field 'text' is an object, not text"),
         ({"text": ["a", 1]}, "field 'text' is a list, not text"),
         ({"text": ""}, "field 'text' is empty"),
         ({"text": " \n\t "}, "field 'text' is empty"),

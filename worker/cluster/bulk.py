@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Verdict = Literal["done", "conflict", "retry", "failed"]
+Verdict = Literal["done", "conflict", "missing", "retry", "failed"]
 
 # Statuses that a later attempt of the same item can get past.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -98,7 +98,8 @@ def read_bulk_items(
 
     A bulk request answers 200 even when items fail, so each item's status is
     read: 409 is a version conflict (the document changed since it was read),
-    429 and 502-504 can be retried, any other error is permanent.
+    404 means the document was deleted since it was read, 429 and 502-504 can
+    be retried, any other error is permanent.
     """
     items = response.get("items", [])
     if len(items) != len(updates):
@@ -106,7 +107,7 @@ def read_bulk_items(
             f"bulk response has {len(items)} items for {len(updates)} updates"
         )
     outcomes: list[ItemOutcome] = []
-    for update, item in zip(updates, items):
+    for update, item in zip(updates, items, strict=True):
         (result,) = item.values()
         status = int(result.get("status", 0))
         error = result.get("error")
@@ -114,6 +115,8 @@ def read_bulk_items(
             verdict: Verdict = "done"
         elif status == 409:
             verdict = "conflict"
+        elif status == 404:
+            verdict = "missing"
         elif status in RETRYABLE_STATUSES:
             verdict = "retry"
         else:

@@ -15,6 +15,7 @@ differs between OpenSearch and Elasticsearch is decided here and nowhere else:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, cast
 
+from worker.cluster.aws import aws_signing_options
 from worker.cluster.clients import (
     api_error_reason,
     client_errors,
@@ -74,6 +76,9 @@ class ConnectionConfig:
     insecure: bool = False
     request_timeout: float = 60.0
     write_method: str = "auto"
+    # AWS SigV4 signing of every request (Amazon OpenSearch Service).
+    aws_region: str | None = None
+    aws_service: str = "es"
 
     def http_options(self) -> HttpOptions:
         return HttpOptions(
@@ -262,6 +267,8 @@ class OpenSearchEngine(Engine):
             options["http_auth"] = (config.username, config.password or "")
         if config.api_key:
             options["headers"] = {"Authorization": f"ApiKey {config.api_key}"}
+        if config.aws_region:
+            options.update(aws_signing_options(config.aws_region, config.aws_service))
         return OpenSearch(**options)
 
     def open_pit(self, index: str, keep_alive: str) -> str:
@@ -460,6 +467,11 @@ def connect(config: ConnectionConfig) -> Engine:
             cannot be reached or runs an unsupported version, or no client
             library of the server's major version is installed.
     """
+    if config.aws_region and config.engine == "auto":
+        # NOTE: detection sends an unsigned request, which an AWS domain
+        # rejects, so a signed connection is taken to be OpenSearch and its
+        # version stays unknown.
+        config = dataclasses.replace(config, engine="opensearch")
     if config.engine not in ("auto", *ENGINE_CLASSES):
         known = ", ".join(["auto", *ENGINE_CLASSES])
         raise ClusterError(

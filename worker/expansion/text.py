@@ -103,7 +103,9 @@ def extract_text(source: Mapping[str, object], fields: Sequence[str]) -> SourceT
         values = value if isinstance(value, list) else [value]
         strings = [item for item in values if isinstance(item, str)]
         if len(strings) != len(values):
-            problems.append(f"field {name!r} is a {_type_name(value)}, not text")
+            kind = _type_name(value)
+            article = "an" if kind[0] in "aeiou" else "a"
+            problems.append(f"field {name!r} is {article} {kind}, not text")
             continue
         had_markup = any(_TAG_HINT.search(item) for item in strings)
         cleaned = [clean_text(strip_markup(item)) for item in strings]

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, LogitsProcessorList
 
 from worker.errors import ModelLoadError
 from worker.model.base import GenerationConfig
 from worker.model.batching import BatchShape, TokenBudget
+from worker.model.guards import NonFiniteScoresGuard
 from worker.model.vocabulary import read_output_vocabulary, trim_output_layer
 
 logger = logging.getLogger(__name__)
@@ -145,17 +146,29 @@ class TorchGenerator:
         }
 
     def _generate_batch(self, token_ids: list[list[int]]) -> list[list[str]]:
+        guard = NonFiniteScoresGuard(self.tokenizer.eos_token_id)
         with torch.inference_mode():
             output = self.model.generate(
-                **self._pad(token_ids), **self._generation_arguments()
+                **self._pad(token_ids),
+                **self._generation_arguments(),
+                logits_processor=LogitsProcessorList([guard]),
             )
             if self.output_ids is not None:
                 output = self.output_ids[output]
         decoded = self.tokenizer.batch_decode(output.cpu(), skip_special_tokens=False)
         per_text = self.config.queries_per_paragraph
         queries = [self._strip_special(text) for text in decoded]
+        broken = guard.flagged_inputs(per_text)
+        if broken:
+            logger.warning(
+                "the model produced NaN or infinite scores for %d of %d paragraphs; "
+                "their queries are dropped",
+                len(broken),
+                len(token_ids),
+            )
         return [
-            queries[i * per_text : (i + 1) * per_text] for i in range(len(token_ids))
+            [] if i in broken else queries[i * per_text : (i + 1) * per_text]
+            for i in range(len(token_ids))
         ]
 
     def _strip_special(self, text: str) -> str:
