@@ -43,6 +43,19 @@ class ModelLoadError(D2QError):
     """The model or its tokenizer could not be loaded."""
 
 
+class SearchError(D2QError):
+    """A search or an evaluation could not run, for example on a blank query."""
+
+
+class InputFileError(D2QError):
+    """An input file (queries, qrels, imported queries) is missing or unreadable."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
 class PartialResultsError(ClusterError):
     """A search answered with failed shards, so its page may lack documents.
 

@@ -90,6 +90,11 @@ _PAINLESS_POLICY = """grant {
   permission java.lang.RuntimePermission "getClassLoader";
 };
 """
+# mustache.java reads template parameters by reflection.
+_MUSTACHE_POLICY = """grant {
+  permission java.lang.RuntimePermission "accessDeclaredMembers";
+};
+"""
 
 
 def _opensearch_plugin(name: str) -> Artifact:
@@ -129,6 +134,16 @@ OPENSEARCH = Distribution(
             classname="org.opensearch.analysis.common.CommonAnalysisPlugin",
             jars=(_opensearch_plugin("analysis-common"),),
             extended_plugins=("lang-painless",),
+        ),
+        # Search templates (_search/template, _render/template, stored mustache).
+        Module(
+            name="lang-mustache",
+            classname="org.opensearch.script.mustache.MustachePlugin",
+            jars=(
+                _opensearch_plugin("lang-mustache-client"),
+                Artifact("com.github.spullara.mustache.java:compiler:0.9.14"),
+            ),
+            security_policy=_MUSTACHE_POLICY,
         ),
     ),
     min_java=11,

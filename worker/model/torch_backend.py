@@ -114,6 +114,20 @@ class TorchGenerator:
         )["input_ids"]
         return self.budget.run(token_ids, self._generate_batch)
 
+    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Return the length-normalised log-likelihood of each (paragraph, query) pair."""
+        from worker.model.scoring import mean_log_likelihood
+
+        return mean_log_likelihood(
+            self.model,
+            self.tokenizer,
+            self.device,
+            pairs,
+            self.config.max_input_tokens,
+            self.config.batch_size,
+            self.output_ids,
+        )
+
     def _release_memory(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
