@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from worker import search_commands
 from worker.errors import D2QError
 from worker.settings import QUERIES_PER_PARAGRAPH_RANGE, Settings, load_settings
 from worker.shutdown import StopHandler
@@ -111,6 +112,16 @@ def _model_options() -> argparse.ArgumentParser:
     group.add_argument("--min-new-tokens", type=int, help="minimum tokens per query (default 0)")
     group.add_argument("--seed", type=int, help="random seed of sampling")
     group.add_argument("--page-size", type=int, help="documents per page and per bulk request (default 64)")
+    group.add_argument(
+        "--keep-fraction",
+        type=float,
+        help="keep each paragraph's best fraction of queries, 0-1 (default 1: keep all)",
+    )
+    group.add_argument(
+        "--filter-model",
+        help="Hugging Face cross-encoder that scores queries for --keep-fraction "
+        "(default: the generator's length-normalised log-likelihood)",
+    )
     return parser
 
 
@@ -171,13 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("status", parents=[connection, index, model], help="count documents by expansion state")
 
+    search_commands.add_commands(commands, connection, index, model)
+
     tiny = commands.add_parser("build-tiny-model", help="build a tiny random mT5 model for tests and the demo")
     tiny.add_argument("target", help="folder to write the model to")
     tiny.add_argument("--corpus", required=True, help="JSONL file whose 'text' fields train the vocabulary")
     return parser
 
 
-_NOT_SETTINGS = {"command", "action", "config", "port", "heap", "target", "corpus"}
+_NOT_SETTINGS = {
+    "command", "action", "config", "port", "heap", "target", "corpus",
+    *search_commands.ARGUMENTS,
+}
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -252,6 +268,7 @@ def build_pipeline(settings: Settings, engine: Any) -> Any:
     """Load the model and join it with the cluster side."""
     from worker.cluster.writer import BulkWriter
     from worker.model import GenerationConfig, load_generator
+    from worker.model.filtering import apply_query_filter
     from worker.pipeline import Pipeline, PipelineConfig
 
     assert settings.index is not None
@@ -270,6 +287,7 @@ def build_pipeline(settings: Settings, engine: Any) -> Any:
             seed=settings.seed,
         )
     )
+    generator = apply_query_filter(generator, settings.keep_fraction, settings.filter_model)
     writer = BulkWriter(engine, settings.expansion_field, settings.bulk_max_bytes, max_items=settings.page_size)
     config = PipelineConfig(
         index=settings.index,
@@ -356,6 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args)
         configure_logging(settings.log_level, settings.log_format)
         logger.debug("settings (secrets hidden): %s", settings.redacted())
+        if args.command in search_commands.COMMANDS:
+            return search_commands.COMMANDS[args.command](settings, args)
         handlers = {
             "init": _command_init,
             "status": _command_status,

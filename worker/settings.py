@@ -8,6 +8,7 @@ values from the object and never read the environment themselves.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -37,6 +38,12 @@ LogFormat = Literal["text", "json"]
 AwsService = Literal["es", "aoss"]
 
 QUERIES_PER_PARAGRAPH_RANGE = (1, 80)
+# Weights of the combined search query, tuned on squad-es-dev (see
+# docs/EVALUATION.md). worker.search and the search template use the same.
+DEFAULT_TEXT_WEIGHT = 1.0
+DEFAULT_QUERIES_WEIGHT = 0.5
+DEFAULT_TERMS_WEIGHT = 1.0
+GENERATOR_SCORER = "generator-log-likelihood"
 
 
 @dataclasses.dataclass
@@ -91,9 +98,16 @@ class Settings:
     aws_region: str | None = None
     aws_service: AwsService = "es"
 
+    # search, evaluation and query filtering
+    text_weight: float = DEFAULT_TEXT_WEIGHT
+    queries_weight: float = DEFAULT_QUERIES_WEIGHT
+    terms_weight: float = DEFAULT_TERMS_WEIGHT
+    keep_fraction: float = 1.0
+    filter_model: str | None = None
+
     def generation_fingerprint_fields(self) -> dict[str, Any]:
         """Return the settings that change what an expansion contains."""
-        return {
+        fields: dict[str, Any] = {
             "queries_per_paragraph": self.queries_per_paragraph,
             "decoding": self.decoding,
             "top_k": self.top_k if self.decoding == "sampling" else None,
@@ -105,6 +119,13 @@ class Settings:
             "max_terms": self.max_terms,
             "max_text_chars": self.max_text_chars,
         }
+        # Added only when filtering, so unfiltered fingerprints stay as they were.
+        if self.keep_fraction < 1:
+            fields["query_filter"] = {
+                "keep_fraction": self.keep_fraction,
+                "scorer": self.filter_model or GENERATOR_SCORER,
+            }
+        return fields
 
     def redacted(self) -> dict[str, Any]:
         """Return the settings as a dict with secrets replaced, safe to log."""
@@ -276,6 +297,7 @@ def validate(settings: Settings) -> list[str]:
             f"name without dots"
         )
     problems.extend(_validate_reliability(settings))
+    problems.extend(_validate_search(settings))
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(
             f"log_level: {settings.log_level!r} is not one of: DEBUG, INFO, WARNING, ERROR"
@@ -319,5 +341,28 @@ def _validate_reliability(settings: Settings) -> list[str]:
         problems.append(
             f"bulk_max_bytes: {settings.bulk_max_bytes} is above 100000000, the "
             f"default http.max_content_length of both engines"
+        )
+    return problems
+
+
+def _validate_search(settings: Settings) -> list[str]:
+    """Check the search weights and the query filter."""
+    problems: list[str] = []
+    weights = ("text_weight", "queries_weight", "terms_weight")
+    for name in weights:
+        value = getattr(settings, name)
+        if not math.isfinite(value) or value < 0:
+            problems.append(f"{name}: {value} must be a finite number, 0 or more")
+    if all(getattr(settings, name) == 0 for name in weights):
+        problems.append("text_weight, queries_weight, terms_weight: at least one must be above 0")
+    if not 0 < settings.keep_fraction <= 1:
+        problems.append(
+            f"keep_fraction: {settings.keep_fraction} is outside (0, 1]; 0.7 keeps "
+            f"each paragraph's best 70% of queries"
+        )
+    if settings.filter_model is not None and settings.keep_fraction >= 1:
+        problems.append(
+            "filter_model: is set but keep_fraction is 1, so nothing is filtered; "
+            "set keep_fraction below 1 too"
         )
     return problems
