@@ -11,7 +11,8 @@ Usage (a running OpenSearch on 127.0.0.1:9280, from the repository root)::
     python benchmarks/squad_es_eval.py --url http://127.0.0.1:9280 --out out/squad-es
     python benchmarks/squad_es_eval.py --url http://127.0.0.1:9280 --out out/squad-es --tune
 
-``--tune`` also searches a grid of query weights and prints the best ones.
+``--tune`` also searches a grid of query weights and prints the best ones, and
+``--designs`` compares the query designs that were tried.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ INDEX_BODY: dict[str, Any] = {
 }
 # The text weight scales the whole clause, so only the other two are searched.
 TEXT_WEIGHTS = (1.0,)
-QUERIES_WEIGHTS = (0.5, 1.0, 1.5, 2.0)
-TERMS_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)
+QUERIES_WEIGHTS = (0.5, 0.75, 1.0)
+TERMS_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -152,6 +153,68 @@ def tune(url: str, index: str, queries_path: Path, qrels_path: Path) -> None:
         print(f"{result.name:<40} {scores}")
 
 
+def _sum_design(text: str, queries_weight: float) -> dict[str, Any]:
+    """The first design: BM25 of the text plus BM25 of the queries, summed."""
+    should: list[dict[str, Any]] = [
+        {
+            "multi_match": {
+                "query": text,
+                "fields": ["title", "text"],
+                "type": "most_fields",
+            }
+        }
+    ]
+    if queries_weight > 0:
+        match = {"query": text, "boost": queries_weight}
+        should.append({"match": {"doc2query.queries": match}})
+    return {"bool": {"should": should}}
+
+
+def _cross_design(text: str, with_queries: bool) -> dict[str, Any]:
+    """The chosen design: one cross_fields clause over the text and the queries."""
+    fields = ["title", "text", *(["doc2query.queries"] if with_queries else [])]
+    return {"multi_match": {"query": text, "fields": fields, "type": "cross_fields"}}
+
+
+DESIGNS: dict[str, Any] = {
+    "most_fields text": lambda text: _sum_design(text, 0.0),
+    "sum, queries 1.0": lambda text: _sum_design(text, 1.0),
+    "sum, queries 0.25": lambda text: _sum_design(text, 0.25),
+    "cross_fields text": lambda text: _cross_design(text, False),
+    "cross_fields +queries": lambda text: _cross_design(text, True),
+}
+
+
+def compare_designs(url: str, index: str, queries_path: Path, qrels_path: Path) -> None:
+    """Print the metrics of the summed and the cross_fields designs, no term weights."""
+    from worker.evaluate import judged_queries, read_qrels, read_queries, score_runs
+
+    engine = connect(ConnectionConfig(url=url))
+    qrels = read_qrels(qrels_path)
+    queries = judged_queries(read_queries(queries_path), qrels)
+    ids = list(queries)
+    runs: dict[str, dict[str, dict[str, float]]] = {}
+    for name, design in DESIGNS.items():
+        run: dict[str, dict[str, float]] = {}
+        for start in range(0, len(ids), 50):
+            batch = ids[start : start + 50]
+            bodies = [
+                {"size": 100, "_source": False, "query": design(queries[query_id])}
+                for query_id in batch
+            ]
+            for query_id, response in zip(
+                batch, engine.msearch(index, bodies), strict=True
+            ):
+                hits = response["hits"]["hits"]
+                run[query_id] = {hit["_id"]: float(hit["_score"]) for hit in hits}
+        runs[name] = run
+    for result in score_runs(qrels, runs):
+        scores = " ".join(
+            f"{metric}={value:.4f}" for metric, value in result.scores.items()
+        )
+        print(f"{result.name:<24} {scores}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:9280")
@@ -165,6 +228,10 @@ def main() -> int:
     )
     parser.add_argument(
         "--skip-load", action="store_true", help="reuse the loaded index"
+    )
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.add_argument(
+        "--designs", action="store_true", help="also compare the query designs"
     )
     args = parser.parse_args()
 
@@ -185,6 +252,8 @@ def main() -> int:
         engine.refresh(args.index)
     if args.tune:
         tune(args.url, args.index, queries_path, qrels_path)
+    if args.designs:
+        compare_designs(args.url, args.index, queries_path, qrels_path)
     evaluation = [
         "eval",
         "--url",
@@ -200,6 +269,8 @@ def main() -> int:
         "--plot",
         str(out / "evaluation.png"),
     ]
+    if args.json:
+        evaluation.append("--json")
     return d2q(evaluation)
 
 
