@@ -186,6 +186,9 @@ class Pipeline:
                 summary.add(result)
                 if not is_transient(error):
                     raise
+                if result.processed:
+                    # Pages were written since the last error: a new outage.
+                    outage.recovered()
                 outage.wait(error)
                 continue
             outage.recovered()
@@ -223,6 +226,8 @@ class Pipeline:
             except Exception as error:
                 total.add(result)
                 if is_transient(error):
+                    if result.processed:
+                        outage.recovered()
                     outage.wait(error)
                     continue
                 if not isinstance(error, ClusterError):

@@ -109,7 +109,7 @@ def test_second_writer_wins_without_overwrite(
 def test_two_worker_processes_share_index(
     engine, opensearch_url, tiny_model, index_name
 ):
-    documents = read_sample(30)
+    documents = read_sample(16)
     create_index(engine, index_name, documents)
     arguments = [
         "backfill",
@@ -261,10 +261,10 @@ def test_oversized_update_recorded_then_retried(
 def test_bulk_requests_stay_under_byte_limit(
     proxy, proxied_engine, tiny_model, index_name, engine
 ):
-    documents = read_sample(43)
+    documents = read_sample(20)
     create_index(engine, index_name, documents)
     pipeline = make_pipeline(
-        proxied_engine, proxy.url, index_name, tiny_model, bulk_max_bytes=20_000
+        proxied_engine, proxy.url, index_name, tiny_model, bulk_max_bytes=10_000
     )
 
     if proxied_engine.write_method == "document":
@@ -278,7 +278,7 @@ def test_bulk_requests_stay_under_byte_limit(
     sizes = [len(request.body) for request in proxy.seen("_bulk")]
     assert summary.expanded == len(documents)
     assert len(sizes) > 1
-    assert max(sizes) <= 20_000
+    assert max(sizes) <= 10_000
 
 
 def test_server_size_limit_halves_requests(

@@ -19,9 +19,7 @@ class NonFiniteScoresGuard:
         self.eos_token_id = eos_token_id
         self.flagged_rows: set[int] = set()
 
-    def __call__(
-        self, input_ids: torch.LongTensor, scores: torch.FloatTensor
-    ) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         invalid = torch.isnan(scores).any(dim=-1) | torch.isposinf(scores).any(dim=-1)
         invalid |= torch.isneginf(scores).all(dim=-1)
         if not bool(invalid.any()):
