@@ -57,7 +57,7 @@ class InputFileError(D2QError):
 
 
 class PartialResultsError(ClusterError):
-    """A search answered with failed shards, so its page may lack documents.
+    """A search responded with failed shards, so its page may lack documents.
 
     The reader raises it instead of yielding an incomplete page. It counts as
     a passing outage: the pass is retried within the outage budget.
@@ -83,6 +83,6 @@ class OutageError(ClusterError):
         super().__init__(
             f"index {index!r}: the cluster was unavailable for {seconds:.0f} s, "
             f"past the outage budget of {budget:.0f} s (last error: {last}); "
-            f"run the backfill again once the cluster answers, or raise "
+            f"run the backfill again once the cluster responds, or raise "
             f"--outage-budget-seconds"
         )
