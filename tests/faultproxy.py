@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+# The proxies of the tests use ports from their own port up to this one.
+LAST_PROXY_PORT = 9269
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
@@ -226,6 +228,20 @@ class _ProxyServer(ThreadingHTTPServer):
         pass  # a reset connection or a client that timed out
 
 
+def _bind_first_free(port: int, state: ProxyState) -> _ProxyServer:
+    """Bind ``port``, or the next free one up to LAST_PROXY_PORT.
+
+    Two test sessions on one machine then get a proxy each.
+    """
+    failure: OSError | None = None
+    for candidate in range(port, max(port, LAST_PROXY_PORT) + 1):
+        try:
+            return _ProxyServer(("127.0.0.1", candidate), state)
+        except OSError as error:
+            failure = error
+    raise failure or OSError(f"no free port in {port}-{LAST_PROXY_PORT}")
+
+
 class FaultProxy:
     """A proxy on 127.0.0.1:``port`` in front of ``upstream``, in a thread."""
 
@@ -236,7 +252,7 @@ class FaultProxy:
         certificate: tuple[str, str] | None = None,
     ) -> None:
         self.state = ProxyState(upstream)
-        self.server = _ProxyServer(("127.0.0.1", port), self.state)
+        self.server = _bind_first_free(port, self.state)
         self.scheme = "http"
         if certificate is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

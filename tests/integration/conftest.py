@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
 from collections.abc import Iterator
@@ -22,10 +23,14 @@ def restartable_url() -> Iterator[str]:
     unless D2Q_TEST_KEEP_SERVERS=1.
     """
     node = restartable_node()
-    url = local.start(node, heap="384m")
-    yield url
-    if os.environ.get("D2Q_TEST_KEEP_SERVERS") != "1":
-        local.stop(node)
+    node.node_dir.mkdir(parents=True, exist_ok=True)
+    # Tests stop this node, so test sessions on one machine take turns.
+    with open(node.node_dir / "tests.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        url = local.start(node, heap="384m")
+        yield url
+        if os.environ.get("D2Q_TEST_KEEP_SERVERS") != "1":
+            local.stop(node)
 
 
 @pytest.fixture()
