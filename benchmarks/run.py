@@ -227,6 +227,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="paragraphs per call")
     parser.add_argument("--max-batch-tokens", type=int, default=65_536)
     parser.add_argument(
+        "--page-size", type=int, default=8, help="documents per page of the backfills"
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -297,6 +300,7 @@ def main() -> None:
                 url = start_index(args.port, index, paragraphs, repeat)
                 started_node = True
                 arguments += ["--url", url, "--index", index]
+                arguments += ["--page-size", str(args.page_size)]
             print(
                 f"{time.strftime('%H:%M:%S')} running {name}",
                 file=sys.stderr,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from worker import search_commands
+from worker import offline, search_commands
 from worker.errors import D2QError
 from worker.settings import QUERIES_PER_PARAGRAPH_RANGE, Settings, load_settings
 from worker.shutdown import StopHandler
@@ -111,6 +111,26 @@ def _model_options() -> argparse.ArgumentParser:
     group.add_argument("--max-new-tokens", type=int, help="maximum tokens per query (default 64)")
     group.add_argument("--min-new-tokens", type=int, help="minimum tokens per query (default 0)")
     group.add_argument("--seed", type=int, help="random seed of sampling")
+    group.add_argument(
+        "--backend",
+        choices=["torch", "ctranslate2"],
+        help="generation backend (default torch)",
+    )
+    group.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        help="token budget of one generate call: paragraphs x queries x "
+        "(longest input + max new tokens) (default 65536)",
+    )
+    group.add_argument(
+        "--compute-type",
+        help="CTranslate2 compute type: auto (int8 on CPU, bfloat16 on GPU), int8, "
+        "int8_float32, int8_float16, int8_bfloat16, float16, bfloat16 or float32",
+    )
+    group.add_argument(
+        "--output-vocabulary",
+        help="file of allowed output pieces, one per line; restricts the output layer",
+    )
     group.add_argument("--page-size", type=int, help="documents per page and per bulk request (default 64)")
     group.add_argument(
         "--keep-fraction",
@@ -183,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("status", parents=[connection, index, model], help="count documents by expansion state")
 
     search_commands.add_commands(commands, connection, index, model)
+    offline.add_command(commands, [model])
 
     tiny = commands.add_parser("build-tiny-model", help="build a tiny random mT5 model for tests and the demo")
     tiny.add_argument("target", help="folder to write the model to")
@@ -193,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 _NOT_SETTINGS = {
     "command", "action", "config", "port", "heap", "target", "corpus",
     *search_commands.ARGUMENTS,
+    *offline.ARGUMENTS,
 }
 
 
@@ -264,29 +286,37 @@ def _command_status(settings: Settings) -> int:
     return EXIT_OK
 
 
+def generation_config(settings: Settings) -> Any:
+    """Return the model's plain settings as a ``GenerationConfig``."""
+    from worker.model import GenerationConfig
+
+    return GenerationConfig(
+        model=settings.model,
+        backend=settings.backend,
+        device=settings.device,
+        batch_size=settings.batch_size,
+        queries_per_paragraph=settings.queries_per_paragraph,
+        decoding=settings.decoding,
+        top_k=settings.top_k,
+        max_input_tokens=settings.max_input_tokens,
+        max_new_tokens=settings.max_new_tokens,
+        min_new_tokens=settings.min_new_tokens,
+        seed=settings.seed,
+        max_batch_tokens=settings.max_batch_tokens,
+        output_vocabulary=settings.output_vocabulary,
+        compute_type=settings.compute_type,
+    )
+
+
 def build_pipeline(settings: Settings, engine: Any) -> Any:
     """Load the model and join it with the cluster side."""
     from worker.cluster.writer import BulkWriter
-    from worker.model import GenerationConfig, load_generator
+    from worker.model import load_generator
     from worker.model.filtering import apply_query_filter
     from worker.pipeline import Pipeline, PipelineConfig
 
     assert settings.index is not None
-    generator = load_generator(
-        GenerationConfig(
-            model=settings.model,
-            backend=settings.backend,
-            device=settings.device,
-            batch_size=settings.batch_size,
-            queries_per_paragraph=settings.queries_per_paragraph,
-            decoding=settings.decoding,
-            top_k=settings.top_k,
-            max_input_tokens=settings.max_input_tokens,
-            max_new_tokens=settings.max_new_tokens,
-            min_new_tokens=settings.min_new_tokens,
-            seed=settings.seed,
-        )
-    )
+    generator = load_generator(generation_config(settings))
     generator = apply_query_filter(generator, settings.keep_fraction, settings.filter_model)
     writer = BulkWriter(engine, settings.expansion_field, settings.bulk_max_bytes, max_items=settings.page_size)
     config = PipelineConfig(
@@ -374,6 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args)
         configure_logging(settings.log_level, settings.log_format)
         logger.debug("settings (secrets hidden): %s", settings.redacted())
+        if args.command == "expand-file":
+            return offline.command_expand_file(settings, args)
         if args.command in search_commands.COMMANDS:
             return search_commands.COMMANDS[args.command](settings, args)
         handlers = {

@@ -8,6 +8,7 @@ values from the object and never read the environment themselves.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import sys
 import types
@@ -32,6 +33,16 @@ Decoding = Literal["sampling", "beam"]
 Device = Literal["auto", "cpu", "cuda"]
 Engine = Literal["auto", "opensearch", "elasticsearch"]
 Backend = Literal["torch", "ctranslate2"]
+ComputeType = Literal[
+    "auto",
+    "int8",
+    "int8_float32",
+    "int8_float16",
+    "int8_bfloat16",
+    "float16",
+    "bfloat16",
+    "float32",
+]
 LogFormat = Literal["text", "json"]
 # "es" signs requests for Amazon OpenSearch Service domains, "aoss" for
 # OpenSearch Serverless collections.
@@ -82,6 +93,10 @@ class Settings:
     max_new_tokens: int = 64
     min_new_tokens: int = 0
     seed: int | None = None
+    # Bounds paragraphs x queries x (longest input + max_new_tokens) per call.
+    max_batch_tokens: int = 65_536
+    compute_type: ComputeType = "auto"
+    output_vocabulary: str | None = None
 
     # run
     limit: int | None = None
@@ -119,6 +134,9 @@ class Settings:
             "max_terms": self.max_terms,
             "max_text_chars": self.max_text_chars,
         }
+        # Added only when set, so fingerprints without it stay as they were.
+        if self.output_vocabulary is not None:
+            fields["output_vocabulary"] = _file_digest(self.output_vocabulary)
         # Added only when filtering, so unfiltered fingerprints stay as they were.
         if self.keep_fraction < 1:
             fields["query_filter"] = {
@@ -254,6 +272,14 @@ def load_settings(
     return settings
 
 
+def _file_digest(path: str) -> str:
+    """Return the SHA-256 of a file's bytes, or "missing" when it cannot be read."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return "missing"
+
+
 def validate(settings: Settings) -> list[str]:
     """Return one message per invalid setting; empty when all are valid."""
     problems: list[str] = []
@@ -265,6 +291,7 @@ def validate(settings: Settings) -> list[str]:
         )
     for name, low_bound in (
         ("batch_size", 1),
+        ("max_batch_tokens", 1),
         ("page_size", 1),
         ("top_k", 1),
         ("max_terms", 1),
@@ -282,6 +309,12 @@ def validate(settings: Settings) -> list[str]:
         problems.append(
             f"min_new_tokens: {settings.min_new_tokens} is above max_new_tokens "
             f"{settings.max_new_tokens}"
+        )
+    if settings.output_vocabulary is not None and not Path(
+        settings.output_vocabulary
+    ).is_file():
+        problems.append(
+            f"output_vocabulary: file {settings.output_vocabulary!r} not found"
         )
     if settings.poll_seconds <= 0:
         problems.append(f"poll_seconds: {settings.poll_seconds} must be above 0")

@@ -1,4 +1,4 @@
-"""The overlapped backfill against a real OpenSearch: order kept, nothing lost."""
+"""The overlapped backfill against a real cluster: order kept, nothing lost."""
 
 from __future__ import annotations
 

@@ -61,7 +61,8 @@ def test_fetching_stays_within_depth():
 
     Overlap(work, lambda result: None, depth=2).run(items())
 
-    # The queue holds 2, the fetching thread may hold 1 more it cannot put yet.
+    # The queue contains up to 2 items, and the fetching thread may keep 1 more
+    # that it cannot put yet.
     assert max(ahead) <= 3
 
 
