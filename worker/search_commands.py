@@ -246,7 +246,8 @@ def import_fingerprint_fields(settings: Settings) -> dict[str, Any]:
 
 
 def command_export_pairs(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.files import ExportConfig, export_pairs, load_token_counter
+    from worker.files import load_token_counter
+    from worker.pairs import ExportConfig, export_pairs
 
     assert settings.index is not None
     count_tokens = load_token_counter(settings.model)
