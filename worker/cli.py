@@ -13,6 +13,9 @@ from typing import Any
 
 from worker import offline, search_commands
 from worker.errors import D2QError
+from worker.fleet import fleet_options, pipeline_options, start_service, verify_command
+from worker.logs import set_worker_ids
+from worker.metrics import WorkerMetrics
 from worker.settings import QUERIES_PER_PARAGRAPH_RANGE, Settings, load_settings
 from worker.shutdown import StopHandler
 
@@ -23,30 +26,11 @@ EXIT_FAILED_DOCUMENTS = 1
 EXIT_ERROR = 2
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+def configure_logging(level: str, log_format: str, repeat_seconds: float = 60.0) -> None:
+    """Log text or JSON lines with index, slice and batch ids to standard error."""
+    from worker.logs import configure_logging as configure
 
-
-def configure_logging(level: str, log_format: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    for noisy in ("opensearch", "elastic_transport", "urllib3", "httpx"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    configure(level, log_format, repeat_seconds)
 
 
 # --- arguments -------------------------------------------------------------------
@@ -84,7 +68,11 @@ def _connection_options() -> argparse.ArgumentParser:
 def _index_options() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("index")
-    group.add_argument("--index", required=True, help="index to expand")
+    group.add_argument(
+        "--index",
+        required=True,
+        help="index to expand: a name, a comma-separated list, a pattern or an alias",
+    )
     group.add_argument(
         "--field",
         dest="fields",
@@ -173,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     connection, index, model = _connection_options(), _index_options(), _model_options()
     limits = _reliability_options()
+    fleet = fleet_options()
 
     cluster = commands.add_parser("cluster", help="run a local single-node server for development")
     cluster.add_argument("action", choices=["start", "stop", "status"])
@@ -180,10 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--port", type=int, default=9200, help="HTTP port on 127.0.0.1 (default 9200)")
     cluster.add_argument("--heap", default="512m", help="JVM heap size (default 512m)")
 
-    commands.add_parser("init", parents=[connection, index], help="add the expansion object to an index's mapping")
+    init = commands.add_parser(
+        "init", parents=[connection, index], help="add the expansion object to an index's mapping"
+    )
+    init.add_argument(
+        "--attach-change-pipeline",
+        action="store_true",
+        help="also store the change-marking ingest pipeline and make it the index's "
+        "final pipeline, so edited documents are expanded again",
+    )
 
     backfill = commands.add_parser(
-        "backfill", parents=[connection, index, model, limits], help="expand every pending document once"
+        "backfill", parents=[connection, index, model, limits, fleet], help="expand every pending document once"
     )
     backfill.add_argument(
         "--outage-budget-seconds",
@@ -196,11 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--no-progress", dest="progress", action="store_false", default=None)
 
     run = commands.add_parser(
-        "run", parents=[connection, index, model, limits], help="expand new documents until stopped"
+        "run", parents=[connection, index, model, limits, fleet], help="expand new documents until stopped"
     )
     run.add_argument("--poll-seconds", type=float, help="wait between passes when nothing is pending (default 30)")
 
     commands.add_parser("status", parents=[connection, index, model], help="count documents by expansion state")
+    commands.add_parser(
+        "verify",
+        parents=[connection, index, model, fleet],
+        help="hash every expanded document's text again and mark the changed ones "
+        "for the daemon",
+    )
 
     search_commands.add_commands(commands, connection, index, model)
     offline.add_command(commands, [model])
@@ -213,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _NOT_SETTINGS = {
     "command", "action", "config", "port", "heap", "target", "corpus",
+    "attach_change_pipeline",
     *search_commands.ARGUMENTS,
     *offline.ARGUMENTS,
 }
@@ -266,13 +270,20 @@ def _fingerprint(settings: Settings) -> str:
     return fingerprint(settings.model, settings.generation_fingerprint_fields())
 
 
-def _command_init(settings: Settings) -> int:
+def _command_init(settings: Settings, attach_change_pipeline: bool = False) -> int:
     from worker.cluster.mapping import ensure_expansion_mapping
 
     engine = _connect(settings)
     assert settings.index is not None
     ensure_expansion_mapping(engine, settings.index, settings.expansion_field, settings.analyzer)
     print(f"index {settings.index}: expansion object {settings.expansion_field!r} mapped")
+    if attach_change_pipeline:
+        from worker.cluster.ingest import install_change_pipeline
+
+        names = install_change_pipeline(
+            engine, settings.index, settings.expansion_field, settings.change_pipeline
+        )
+        print(f"change pipeline {settings.change_pipeline!r} attached to: {', '.join(names)}")
     return EXIT_OK
 
 
@@ -308,8 +319,11 @@ def generation_config(settings: Settings) -> Any:
     )
 
 
-def build_pipeline(settings: Settings, engine: Any) -> Any:
-    """Load the model and join it with the cluster side."""
+def build_pipeline(settings: Settings, engine: Any, metrics: Any = None) -> Any:
+    """Load the model and join it with the cluster side.
+
+    With ``metrics`` (a ``WorkerMetrics``), model and cluster time are recorded.
+    """
     from worker.cluster.writer import BulkWriter
     from worker.model import load_generator
     from worker.model.filtering import apply_query_filter
@@ -318,6 +332,11 @@ def build_pipeline(settings: Settings, engine: Any) -> Any:
     assert settings.index is not None
     generator = load_generator(generation_config(settings))
     generator = apply_query_filter(generator, settings.keep_fraction, settings.filter_model)
+    if metrics is not None:
+        from worker.metrics import TimedEngine, TimedGenerator
+
+        engine = TimedEngine(engine, metrics)
+        generator = TimedGenerator(generator, metrics)
     writer = BulkWriter(engine, settings.expansion_field, settings.bulk_max_bytes, max_items=settings.page_size)
     config = PipelineConfig(
         index=settings.index,
@@ -332,6 +351,7 @@ def build_pipeline(settings: Settings, engine: Any) -> Any:
         retry_failed=settings.retry_failed,
         max_text_chars=settings.max_text_chars,
         outage_budget_seconds=settings.outage_budget_seconds,
+        **pipeline_options(settings, engine),
     )
     return Pipeline(engine, generator, writer, config)
 
@@ -351,7 +371,9 @@ def _command_backfill(settings: Settings) -> int:
     engine = _connect(settings)
     assert settings.index is not None
     ensure_expansion_mapping(engine, settings.index, settings.expansion_field, settings.analyzer)
-    pipeline = build_pipeline(settings, engine)
+    metrics = WorkerMetrics()
+    pipeline = build_pipeline(settings, engine, metrics)
+    service = start_service(settings, pipeline, metrics)
     stop_handler = install_stop_handlers(pipeline, settings.shutdown_grace_seconds)
     total = pipeline.pending_count()
     if settings.limit is not None:
@@ -361,6 +383,7 @@ def _command_backfill(settings: Settings) -> int:
             summary = pipeline.backfill(settings.limit, progress=bar.update)
     finally:
         stop_handler.cancel()
+        service.stop()
     print(summary.line())
     return EXIT_OK if summary.failed == 0 else EXIT_FAILED_DOCUMENTS
 
@@ -371,13 +394,16 @@ def _command_run(settings: Settings) -> int:
     engine = _connect(settings)
     assert settings.index is not None
     ensure_expansion_mapping(engine, settings.index, settings.expansion_field, settings.analyzer)
-    pipeline = build_pipeline(settings, engine)
+    metrics = WorkerMetrics()
+    pipeline = build_pipeline(settings, engine, metrics)
+    service = start_service(settings, pipeline, metrics)
     stop_handler = install_stop_handlers(pipeline, settings.shutdown_grace_seconds)
     logger.info("daemon started on index %s, polling every %.0f s", settings.index, settings.poll_seconds)
     try:
         summary = pipeline.run_forever(settings.poll_seconds)
     finally:
         stop_handler.cancel()
+        service.stop()
     logger.info("daemon stopped: %s", summary.line())
     print(summary.line())
     return EXIT_OK
@@ -402,14 +428,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             configure_logging("WARNING", "text")
             return _command_build_tiny_model(args)
         settings = settings_from_args(args)
-        configure_logging(settings.log_level, settings.log_format)
+        configure_logging(settings.log_level, settings.log_format, settings.log_repeat_seconds)
+        set_worker_ids(settings.index, settings.slice)
         logger.debug("settings (secrets hidden): %s", settings.redacted())
         if args.command == "expand-file":
             return offline.command_expand_file(settings, args)
         if args.command in search_commands.COMMANDS:
             return search_commands.COMMANDS[args.command](settings, args)
+        if args.command == "init":
+            return _command_init(settings, args.attach_change_pipeline)
+        if args.command == "verify":
+            counts = verify_command(settings, _connect(settings))
+            print(json.dumps(counts))
+            return EXIT_OK if counts["failed"] == 0 else EXIT_FAILED_DOCUMENTS
         handlers = {
-            "init": _command_init,
             "status": _command_status,
             "backfill": _command_backfill,
             "run": _command_run,

@@ -49,6 +49,10 @@ LogFormat = Literal["text", "json"]
 AwsService = Literal["es", "aoss"]
 
 QUERIES_PER_PARAGRAPH_RANGE = (1, 80)
+# The default of index.max_slices_per_pit (OpenSearch) and
+# index.max_slices_per_scroll (Elasticsearch).
+MAX_SLICES = 1024
+DEFAULT_CHANGE_PIPELINE = "d2q-mark-changed"
 # Weights of the combined search query, tuned on squad-es-dev (see
 # docs/EVALUATION.md). worker.search and the search template use the same.
 DEFAULT_TEXT_WEIGHT = 1.0
@@ -106,6 +110,13 @@ class Settings:
     log_level: str = "INFO"
     log_format: LogFormat = "text"
 
+    # fleet: slices, change detection and observability
+    slice: str | None = None
+    change_pipeline: str = DEFAULT_CHANGE_PIPELINE
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    log_repeat_seconds: float = 60.0
+
     # reliability: outages, shutdown, large input, AWS request signing
     outage_budget_seconds: float = 600.0
     shutdown_grace_seconds: float = 30.0
@@ -119,6 +130,16 @@ class Settings:
     terms_weight: float = DEFAULT_TERMS_WEIGHT
     keep_fraction: float = 1.0
     filter_model: str | None = None
+
+    @property
+    def slice_id_max(self) -> tuple[int, int] | None:
+        """Return the slice as (id, max), or None when the worker reads everything."""
+        if self.slice is None:
+            return None
+        parsed = parse_slice(self.slice)
+        if parsed is None:
+            raise ValueError(f"invalid slice {self.slice!r}")
+        return parsed
 
     def generation_fingerprint_fields(self) -> dict[str, Any]:
         """Return the settings that change what an expansion contains."""
@@ -155,6 +176,21 @@ class Settings:
 
 
 _FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Settings)
+
+
+def parse_slice(text: str) -> tuple[int, int] | None:
+    """Parse ``I/N`` into (I, N); return None unless 0 <= I < N.
+
+    Slice I of N selects a fixed share of the documents by their ``_id``, so N
+    workers with slices 0/N to N-1/N cover an index once, without overlap.
+    """
+    head, separator, tail = text.partition("/")
+    if not separator or not head.strip().isdigit() or not tail.strip().isdigit():
+        return None
+    slice_id, slice_max = int(head), int(tail)
+    if slice_max < 1 or slice_id >= slice_max:
+        return None
+    return slice_id, slice_max
 
 
 def _strip_optional(annotation: Any) -> tuple[Any, bool]:
@@ -329,12 +365,48 @@ def validate(settings: Settings) -> list[str]:
             f"expansion_field: {settings.expansion_field!r} must be a non-empty "
             f"name without dots"
         )
+    problems.extend(_validate_fleet(settings))
     problems.extend(_validate_reliability(settings))
     problems.extend(_validate_search(settings))
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(
             f"log_level: {settings.log_level!r} is not one of: DEBUG, INFO, WARNING, ERROR"
         )
+    return problems
+
+
+def _validate_fleet(settings: Settings) -> list[str]:
+    """Check the slice, metrics and log settings."""
+    problems: list[str] = []
+    if settings.slice is not None:
+        parsed = parse_slice(settings.slice)
+        if parsed is None:
+            problems.append(
+                f"slice: {settings.slice!r} is not of the form I/N with 0 <= I < N, "
+                f"for example 0/4"
+            )
+        elif parsed[1] > MAX_SLICES:
+            problems.append(
+                f"slice: {parsed[1]} slices is above the maximum {MAX_SLICES}; "
+                f"run fewer workers or raise index.max_slices_per_pit"
+            )
+    if settings.metrics_port is not None and not 1 <= settings.metrics_port <= 65535:
+        problems.append(f"metrics_port: {settings.metrics_port} is not a port 1-65535")
+    if not settings.metrics_host.strip():
+        problems.append("metrics_host: must be an address such as 127.0.0.1 or 0.0.0.0")
+    if settings.log_repeat_seconds < 0:
+        problems.append(
+            f"log_repeat_seconds: {settings.log_repeat_seconds} must be 0 (no limit) "
+            f"or more"
+        )
+    if not settings.index:
+        return problems
+    for name in settings.index.split(","):
+        if not name.strip() or any(char in name for char in ' "\\/<>|?#'):
+            problems.append(
+                f"index: {name!r} is not a valid index name, pattern or alias; "
+                f"separate several with commas"
+            )
     return problems
 
 

@@ -3,9 +3,9 @@
 The server is assembled from artifacts on Maven Central: the engine's
 ``integ-test-zip`` distribution, which carries only the transport module, plus
 the module jars d2q needs (``rank_features`` lives in mapper-extras, the
-language analysers in analysis-common, update scripts in painless). Everything
-is fetched with ``mvn`` into a cache folder, so a second start downloads
-nothing. The node listens on 127.0.0.1 only.
+language analysers in analysis-common, update scripts in painless, ingest
+processors in ingest-common). Everything is fetched with ``mvn`` into a cache
+folder, so a second start downloads nothing. The node listens on 127.0.0.1 only.
 
 OpenSearch publishes those module jars; Elasticsearch does not, so its node is
 the bare integ-test-zip (see ELASTICSEARCH below).
@@ -133,6 +133,19 @@ OPENSEARCH = Distribution(
             name="analysis-common",
             classname="org.opensearch.analysis.common.CommonAnalysisPlugin",
             jars=(_opensearch_plugin("analysis-common"),),
+            extended_plugins=("lang-painless",),
+        ),
+        # The ingest processors (script, set, ...) of the change-marking pipeline.
+        Module(
+            name="ingest-common",
+            classname="org.opensearch.ingest.common.IngestCommonPlugin",
+            jars=(
+                _opensearch_plugin("ingest-common"),
+                Artifact(f"org.opensearch:opensearch-grok:{OPENSEARCH_VERSION}"),
+                Artifact(f"org.opensearch:opensearch-dissect:{OPENSEARCH_VERSION}"),
+                Artifact("org.jruby.joni:joni:2.2.1"),
+                Artifact("org.jruby.jcodings:jcodings:1.0.61"),
+            ),
             extended_plugins=("lang-painless",),
         ),
         # Search templates (_search/template, _render/template, stored mustache).
@@ -294,6 +307,15 @@ def install(node: LocalNode) -> Path:
     home = node.home
     marker = home / ".d2q-assembled"
     if marker.is_file():
+        # A home assembled by an older d2q gets the modules added since; a node
+        # already running loads them at its next start.
+        for module in node.distribution.modules:
+            target = home / "modules" / module.name
+            if not target.is_dir():
+                staging = home / ".d2q-staging" / module.name
+                shutil.rmtree(staging, ignore_errors=True)
+                _write_module(module, staging, node.distribution, node.cache_dir)
+                staging.rename(target)
         return home
     dist = node.distribution
     archive = fetch_artifact(dist.archive, node.cache_dir)
@@ -453,7 +475,9 @@ def stop(node: LocalNode) -> bool:
     if pid is None:
         node.pid_file.unlink(missing_ok=True)
         return False
-    os.killpg(pid, signal.SIGTERM)
+    # The process may exit between the check and each signal.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if _read_pid(node) is None:
@@ -462,7 +486,8 @@ def stop(node: LocalNode) -> bool:
         time.sleep(0.5)
     else:
         logger.warning("pid %d ignored SIGTERM for %.0f s; killing", pid, STOP_TIMEOUT_SECONDS)
-        os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
     node.pid_file.unlink(missing_ok=True)
     return True
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, LogitsProcessorList
+from transformers.utils import logging as transformers_logging
 
 from worker.errors import ModelLoadError
 from worker.model.base import GenerationConfig
@@ -17,6 +18,8 @@ from worker.model.guards import NonFiniteScoresGuard
 from worker.model.vocabulary import read_output_vocabulary, trim_output_layer
 
 logger = logging.getLogger(__name__)
+# Progress bars of weight loading would interleave with the worker's logs.
+transformers_logging.disable_progress_bar()
 
 
 def resolve_device(device: str) -> torch.device:
