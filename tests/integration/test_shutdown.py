@@ -94,7 +94,10 @@ def test_second_signal_exits_at_once(engine, opensearch_url, tiny_model, index_n
     process.send_signal(signal.SIGTERM)
     _, errors = process.communicate(timeout=120)
 
-    assert process.returncode == 128 + signal.SIGTERM, errors[-2000:]
+    # When the batch in flight finished before the second signal, Python may
+    # already be tearing down with default signal handling, so the signal
+    # itself ends the process (-SIGTERM). Either way it exits at once.
+    assert process.returncode in (128 + signal.SIGTERM, -signal.SIGTERM), errors[-2000:]
     _whole_or_untouched(all_sources(engine, index_name), documents)
 
 

@@ -260,6 +260,9 @@ class OpenSearchEngine(Engine):
             "timeout": config.request_timeout,
             "verify_certs": not config.insecure,
             "ssl_show_warn": not config.insecure,
+            # The reader, the model loop and the writer send requests from
+            # their own threads; the client's default pool keeps one connection.
+            "pool_maxsize": 4,
         }
         if config.ca_certs:
             options["ca_certs"] = config.ca_certs
