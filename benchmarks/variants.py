@@ -79,7 +79,7 @@ def backfill(args: argparse.Namespace, paragraphs: list[str]) -> dict[str, Any]:
     """Backfill a real index through the worker's pipeline, as ``d2q backfill``."""
     import os
 
-    from worker.cli import build_pipeline
+    from worker.assembly import build_pipeline
     from worker.cluster.engine import ConnectionConfig, connect
     from worker.cluster.mapping import ensure_expansion_mapping
     from worker.settings import load_settings

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import FAST_GENERATION
-from worker.cli import build_pipeline
+from worker.assembly import build_pipeline
 from worker.cluster import local
 from worker.expansion.document import source_hash
 from worker.expansion.text import extract_text

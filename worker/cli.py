@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from worker import offline, search_commands
+from worker.assembly import build_pipeline, connect_cluster, current_fingerprint
 from worker.errors import D2QError
-from worker.fleet import fleet_options, pipeline_options, start_service, verify_command
+from worker.fleet import fleet_options, start_service, verify_command
 from worker.logs import set_worker_ids
 from worker.metrics import WorkerMetrics
 from worker.settings import QUERIES_PER_PARAGRAPH_RANGE, Settings, load_settings
@@ -243,37 +244,10 @@ def _command_cluster(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _connect(settings: Settings) -> Any:
-    from worker.cluster.engine import ConnectionConfig, connect
-
-    if settings.insecure:
-        logger.warning("TLS certificate verification is off (--insecure)")
-    return connect(
-        ConnectionConfig(
-            url=settings.url,
-            engine=settings.engine,
-            username=settings.username,
-            password=settings.password,
-            api_key=settings.api_key,
-            ca_certs=settings.ca_certs,
-            insecure=settings.insecure,
-            request_timeout=settings.request_timeout,
-            aws_region=settings.aws_region,
-            aws_service=settings.aws_service,
-        )
-    )
-
-
-def _fingerprint(settings: Settings) -> str:
-    from worker.expansion.document import fingerprint
-
-    return fingerprint(settings.model, settings.generation_fingerprint_fields())
-
-
 def _command_init(settings: Settings, attach_change_pipeline: bool = False) -> int:
     from worker.cluster.mapping import ensure_expansion_mapping
 
-    engine = _connect(settings)
+    engine = connect_cluster(settings)
     assert settings.index is not None
     ensure_expansion_mapping(engine, settings.index, settings.expansion_field, settings.analyzer)
     print(f"index {settings.index}: expansion object {settings.expansion_field!r} mapped")
@@ -290,70 +264,11 @@ def _command_init(settings: Settings, attach_change_pipeline: bool = False) -> i
 def _command_status(settings: Settings) -> int:
     from worker.cluster.counts import expansion_counts
 
-    engine = _connect(settings)
+    engine = connect_cluster(settings)
     assert settings.index is not None
-    counts = expansion_counts(engine, settings.index, settings.expansion_field, _fingerprint(settings))
+    counts = expansion_counts(engine, settings.index, settings.expansion_field, current_fingerprint(settings))
     print(json.dumps({"index": settings.index, **counts}))
     return EXIT_OK
-
-
-def generation_config(settings: Settings) -> Any:
-    """Return the model's plain settings as a ``GenerationConfig``."""
-    from worker.model import GenerationConfig
-
-    return GenerationConfig(
-        model=settings.model,
-        backend=settings.backend,
-        device=settings.device,
-        batch_size=settings.batch_size,
-        queries_per_paragraph=settings.queries_per_paragraph,
-        decoding=settings.decoding,
-        top_k=settings.top_k,
-        max_input_tokens=settings.max_input_tokens,
-        max_new_tokens=settings.max_new_tokens,
-        min_new_tokens=settings.min_new_tokens,
-        seed=settings.seed,
-        max_batch_tokens=settings.max_batch_tokens,
-        output_vocabulary=settings.output_vocabulary,
-        compute_type=settings.compute_type,
-    )
-
-
-def build_pipeline(settings: Settings, engine: Any, metrics: Any = None) -> Any:
-    """Load the model and join it with the cluster side.
-
-    With ``metrics`` (a ``WorkerMetrics``), model and cluster time are recorded.
-    """
-    from worker.cluster.writer import BulkWriter
-    from worker.model import load_generator
-    from worker.model.filtering import apply_query_filter
-    from worker.pipeline import Pipeline, PipelineConfig
-
-    assert settings.index is not None
-    generator = load_generator(generation_config(settings))
-    generator = apply_query_filter(generator, settings.keep_fraction, settings.filter_model)
-    if metrics is not None:
-        from worker.metrics import TimedEngine, TimedGenerator
-
-        engine = TimedEngine(engine, metrics)
-        generator = TimedGenerator(generator, metrics)
-    writer = BulkWriter(engine, settings.expansion_field, settings.bulk_max_bytes, max_items=settings.page_size)
-    config = PipelineConfig(
-        index=settings.index,
-        fields=tuple(settings.fields),
-        expansion_field=settings.expansion_field,
-        model_name=settings.model,
-        fingerprint=_fingerprint(settings),
-        page_size=settings.page_size,
-        keep_alive=settings.pit_keep_alive,
-        max_terms=settings.max_terms,
-        max_input_tokens=settings.max_input_tokens,
-        retry_failed=settings.retry_failed,
-        max_text_chars=settings.max_text_chars,
-        outage_budget_seconds=settings.outage_budget_seconds,
-        **pipeline_options(settings, engine),
-    )
-    return Pipeline(engine, generator, writer, config)
 
 
 def install_stop_handlers(pipeline: Any, grace_seconds: float) -> StopHandler:
@@ -368,7 +283,7 @@ def _command_backfill(settings: Settings) -> int:
 
     from worker.cluster.mapping import ensure_expansion_mapping
 
-    engine = _connect(settings)
+    engine = connect_cluster(settings)
     assert settings.index is not None
     ensure_expansion_mapping(engine, settings.index, settings.expansion_field, settings.analyzer)
     metrics = WorkerMetrics()
@@ -391,7 +306,7 @@ def _command_backfill(settings: Settings) -> int:
 def _command_run(settings: Settings) -> int:
     from worker.cluster.mapping import ensure_expansion_mapping
 
-    engine = _connect(settings)
+    engine = connect_cluster(settings)
     assert settings.index is not None
     ensure_expansion_mapping(engine, settings.index, settings.expansion_field, settings.analyzer)
     metrics = WorkerMetrics()
@@ -438,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "init":
             return _command_init(settings, args.attach_change_pipeline)
         if args.command == "verify":
-            counts = verify_command(settings, _connect(settings))
+            counts = verify_command(settings, connect_cluster(settings))
             print(json.dumps(counts))
             return EXIT_OK if counts["failed"] == 0 else EXIT_FAILED_DOCUMENTS
         handlers = {

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from worker.cli import build_pipeline, configure_logging
+from worker.assembly import build_pipeline
+from worker.cli import configure_logging
 from worker.cluster.engine import ConnectionConfig, Engine, connect
 from worker.cluster.mapping import ensure_expansion_mapping
 from worker.errors import D2QError, ModelLoadError

@@ -282,7 +282,7 @@ def add_command(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def command_expand_file(settings: Settings, args: argparse.Namespace) -> int:
     """Run ``d2q expand-file``; return 0, or 1 when some lines were invalid."""
-    from worker.cli import generation_config
+    from worker.assembly import generation_config
     from worker.model import load_generator
 
     generator = load_generator(generation_config(settings))

@@ -119,7 +119,7 @@ def add_commands(commands: Any, connection: Any, index: Any, model: Any) -> None
 
 
 def _connect(settings: Settings) -> Any:
-    from worker.cli import _connect as connect
+    from worker.assembly import connect_cluster as connect
 
     return connect(settings)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.conftest import read_sample
 from tests.support import create_index
-from worker.cli import build_pipeline
+from worker.assembly import build_pipeline
 from worker.cluster.engine import ConnectionConfig, connect
 from worker.cluster.mapping import ensure_expansion_mapping
 from worker.settings import load_settings

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.cli import build_parser, generation_config, settings_from_args
+from worker.assembly import generation_config
+from worker.cli import build_parser, settings_from_args
 from worker.errors import SettingsError
 from worker.settings import load_settings
 
