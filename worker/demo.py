@@ -145,8 +145,8 @@ def _show_before_after(engine: Engine, index: str, vocabulary: set[str]) -> None
                     print(
                         f"Generated queries ({len(source['doc2query']['queries'])}), first five:"
                     )
-                    for shown in source["doc2query"]["queries"][:5]:
-                        print(f"  - {shown}")
+                    for example in source["doc2query"]["queries"][:5]:
+                        print(f"  - {example}")
                     print(
                         f"\nSearch for {word!r}, a word that is not in the document's text:"
                     )

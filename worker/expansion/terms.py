@@ -8,11 +8,11 @@ from collections.abc import Iterable, Sequence
 
 DEFAULT_MAX_TERMS = 256
 # The queries field is mapped with this position_increment_gap, so tokens of
-# two consecutive queries are at least this far apart in one _analyze answer.
+# two consecutive queries are at least this far apart in one _analyze response.
 QUERY_POSITION_GAP = 100
 
 AnalysedToken = tuple[str, int]
-"""One token of an ``_analyze`` answer: the term and its position."""
+"""One token of an ``_analyze`` response: the term and its position."""
 
 
 def feature_key(term: str) -> str:
