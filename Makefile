@@ -18,6 +18,8 @@ install: $(PY)
 	$(PY) -m pip install -q -e '.[dev,eval,metrics,ctranslate2,aws]'
 
 test: install
+	$(VENV)/bin/ruff check worker tests benchmarks
+	$(VENV)/bin/mypy worker
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install

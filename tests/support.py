@@ -19,10 +19,14 @@ TEXT_MAPPING = {
 
 # Small generation settings so the tiny model runs fast on a CPU.
 FAST_GENERATION = [
-    "--queries-per-paragraph", "5",
-    "--min-new-tokens", "3",
-    "--max-new-tokens", "8",
-    "--seed", "7",
+    "--queries-per-paragraph",
+    "5",
+    "--min-new-tokens",
+    "3",
+    "--max-new-tokens",
+    "8",
+    "--seed",
+    "7",
 ]
 
 
@@ -30,7 +34,9 @@ FAST_GENERATION = [
 # analysis-common module (the Elasticsearch test node): the standard analyser
 # with Spanish stop words, so d2q's default --analyzer spanish resolves.
 # NOTE: it does not stem, unlike the built-in one.
-SPANISH_STAND_IN = {"analyzer": {"spanish": {"type": "standard", "stopwords": "_spanish_"}}}
+SPANISH_STAND_IN = {
+    "analyzer": {"spanish": {"type": "standard", "stopwords": "_spanish_"}}
+}
 
 
 def has_global_analyzer(engine: Any, name: str) -> bool:
@@ -52,9 +58,16 @@ def index_settings(engine: Any) -> dict[str, Any]:
     return settings
 
 
-def create_index(engine: Any, name: str, documents: Iterable[dict[str, Any]], mapping: dict | None = None) -> None:
+def create_index(
+    engine: Any,
+    name: str,
+    documents: Iterable[dict[str, Any]],
+    mapping: dict | None = None,
+) -> None:
     """Create ``name`` with two shards and bulk-index ``documents`` (each has _id)."""
-    engine.create_index(name, settings=index_settings(engine), mappings=mapping or TEXT_MAPPING)
+    engine.create_index(
+        name, settings=index_settings(engine), mappings=mapping or TEXT_MAPPING
+    )
     lines: list[str] = []
     for document in documents:
         body = dict(document)
@@ -63,7 +76,9 @@ def create_index(engine: Any, name: str, documents: Iterable[dict[str, Any]], ma
         lines.append(json.dumps(body, ensure_ascii=False))
     if lines:
         response = engine.bulk("\n".join(lines) + "\n")
-        errors = [item for item in response["items"] if "error" in next(iter(item.values()))]
+        errors = [
+            item for item in response["items"] if "error" in next(iter(item.values()))
+        ]
         assert not errors, errors
     engine.refresh(name)
 
@@ -74,12 +89,25 @@ def fetch(engine: Any, index: str, doc_id: str) -> dict[str, Any]:
 
 
 def cli_arguments(url: str, index: str, model: Path, *extra: str) -> list[str]:
-    return ["--url", url, "--index", index, "--model", str(model), *FAST_GENERATION, *extra]
+    return [
+        "--url",
+        url,
+        "--index",
+        index,
+        "--model",
+        str(model),
+        *FAST_GENERATION,
+        *extra,
+    ]
 
 
-def run_d2q(arguments: Sequence[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_d2q(
+    arguments: Sequence[str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run the d2q command line in a child process."""
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("D2Q_")}
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("D2Q_")
+    }
     return subprocess.run(
         [sys.executable, "-m", "worker", *arguments],
         capture_output=True,

@@ -27,7 +27,9 @@ EXIT_FAILED_DOCUMENTS = 1
 EXIT_ERROR = 2
 
 
-def configure_logging(level: str, log_format: str, repeat_seconds: float = 60.0) -> None:
+def configure_logging(
+    level: str, log_format: str, repeat_seconds: float = 60.0
+) -> None:
     """Log text or JSON lines with index, slice and batch ids to standard error."""
     from worker.logs import configure_logging as configure
 
@@ -40,11 +42,22 @@ def configure_logging(level: str, log_format: str, repeat_seconds: float = 60.0)
 def _connection_options() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("cluster")
-    group.add_argument("--url", help="cluster URL (env D2Q_URL; default http://localhost:9200)")
-    group.add_argument("--engine", choices=["auto", "opensearch", "elasticsearch"], help="server type; default: detect")
-    group.add_argument("--ca-certs", help="CA bundle used to verify the server's TLS certificate")
     group.add_argument(
-        "--insecure", action="store_true", default=None, help="do not verify TLS certificates (logs a warning)"
+        "--url", help="cluster URL (env D2Q_URL; default http://localhost:9200)"
+    )
+    group.add_argument(
+        "--engine",
+        choices=["auto", "opensearch", "elasticsearch"],
+        help="server type; default: detect",
+    )
+    group.add_argument(
+        "--ca-certs", help="CA bundle used to verify the server's TLS certificate"
+    )
+    group.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="do not verify TLS certificates (logs a warning)",
     )
     group.add_argument(
         "--aws-region",
@@ -58,11 +71,17 @@ def _connection_options() -> argparse.ArgumentParser:
         "OpenSearch Serverless (default es)",
     )
     group.add_argument(
-        "--request-timeout", type=float, help="seconds to wait for one request (default 60)"
+        "--request-timeout",
+        type=float,
+        help="seconds to wait for one request (default 60)",
     )
     group.add_argument("--config", help="TOML settings file (env D2Q_CONFIG)")
-    group.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
-    group.add_argument("--log-format", choices=["text", "json"], help="log line format (default text)")
+    group.add_argument(
+        "--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
+    )
+    group.add_argument(
+        "--log-format", choices=["text", "json"], help="log line format (default text)"
+    )
     return parser
 
 
@@ -80,8 +99,12 @@ def _index_options() -> argparse.ArgumentParser:
         action="append",
         help="source text field, repeat for several (default: title and text)",
     )
-    group.add_argument("--expansion-field", help="name of the expansion object (default doc2query)")
-    group.add_argument("--analyzer", help="analyzer of the generated queries (default spanish)")
+    group.add_argument(
+        "--expansion-field", help="name of the expansion object (default doc2query)"
+    )
+    group.add_argument(
+        "--analyzer", help="analyzer of the generated queries (default spanish)"
+    )
     return parser
 
 
@@ -91,14 +114,22 @@ def _model_options() -> argparse.ArgumentParser:
     group = parser.add_argument_group("model")
     group.add_argument("--model", help="model hub name or local folder")
     group.add_argument("--device", help="auto, cpu or cuda (default auto)")
-    group.add_argument("--batch-size", type=int, help="paragraphs per generate call (default 8)")
     group.add_argument(
-        "--queries-per-paragraph", type=int, help=f"queries generated per paragraph, {low}-{high} (default 20)"
+        "--batch-size", type=int, help="paragraphs per generate call (default 8)"
+    )
+    group.add_argument(
+        "--queries-per-paragraph",
+        type=int,
+        help=f"queries generated per paragraph, {low}-{high} (default 20)",
     )
     group.add_argument("--decoding", help="sampling (top-k) or beam (default sampling)")
     group.add_argument("--top-k", type=int, help="top-k of sampling (default 10)")
-    group.add_argument("--max-new-tokens", type=int, help="maximum tokens per query (default 64)")
-    group.add_argument("--min-new-tokens", type=int, help="minimum tokens per query (default 0)")
+    group.add_argument(
+        "--max-new-tokens", type=int, help="maximum tokens per query (default 64)"
+    )
+    group.add_argument(
+        "--min-new-tokens", type=int, help="minimum tokens per query (default 0)"
+    )
     group.add_argument("--seed", type=int, help="random seed of sampling")
     group.add_argument(
         "--backend",
@@ -120,7 +151,11 @@ def _model_options() -> argparse.ArgumentParser:
         "--output-vocabulary",
         help="file of allowed output pieces, one per line; restricts the output layer",
     )
-    group.add_argument("--page-size", type=int, help="documents per page and per bulk request (default 64)")
+    group.add_argument(
+        "--page-size",
+        type=int,
+        help="documents per page and per bulk request (default 64)",
+    )
     group.add_argument(
         "--keep-fraction",
         type=float,
@@ -138,10 +173,13 @@ def _reliability_options() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("limits and faults")
     group.add_argument(
-        "--bulk-max-bytes", type=int, help="maximum bytes of one bulk request (default 5000000)"
+        "--bulk-max-bytes",
+        type=int,
+        help="maximum bytes of one bulk request (default 5000000)",
     )
     group.add_argument(
-        "--pit-keep-alive", help="how long the point in time lives between pages (default 10m)"
+        "--pit-keep-alive",
+        help="how long the point in time lives between pages (default 10m)",
     )
     group.add_argument(
         "--max-text-chars",
@@ -158,20 +196,30 @@ def _reliability_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="d2q", description="Expand documents with doc2query queries.")
+    parser = argparse.ArgumentParser(
+        prog="d2q", description="Expand documents with doc2query queries."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     connection, index, model = _connection_options(), _index_options(), _model_options()
     limits = _reliability_options()
     fleet = fleet_options()
 
-    cluster = commands.add_parser("cluster", help="run a local single-node server for development")
+    cluster = commands.add_parser(
+        "cluster", help="run a local single-node server for development"
+    )
     cluster.add_argument("action", choices=["start", "stop", "status"])
-    cluster.add_argument("--engine", default="opensearch", help="engine to run (default opensearch)")
-    cluster.add_argument("--port", type=int, default=9200, help="HTTP port on 127.0.0.1 (default 9200)")
+    cluster.add_argument(
+        "--engine", default="opensearch", help="engine to run (default opensearch)"
+    )
+    cluster.add_argument(
+        "--port", type=int, default=9200, help="HTTP port on 127.0.0.1 (default 9200)"
+    )
     cluster.add_argument("--heap", default="512m", help="JVM heap size (default 512m)")
 
     init = commands.add_parser(
-        "init", parents=[connection, index], help="add the expansion object to an index's mapping"
+        "init",
+        parents=[connection, index],
+        help="add the expansion object to an index's mapping",
     )
     init.add_argument(
         "--attach-change-pipeline",
@@ -181,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     backfill = commands.add_parser(
-        "backfill", parents=[connection, index, model, limits, fleet], help="expand every pending document once"
+        "backfill",
+        parents=[connection, index, model, limits, fleet],
+        help="expand every pending document once",
     )
     backfill.add_argument(
         "--outage-budget-seconds",
@@ -190,15 +240,32 @@ def build_parser() -> argparse.ArgumentParser:
         "an error (default 600)",
     )
     backfill.add_argument("--limit", type=int, help="stop after this many documents")
-    backfill.add_argument("--retry-failed", action="store_true", default=None, help="also retry failed documents")
-    backfill.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    backfill.add_argument(
+        "--retry-failed",
+        action="store_true",
+        default=None,
+        help="also retry failed documents",
+    )
+    backfill.add_argument(
+        "--no-progress", dest="progress", action="store_false", default=None
+    )
 
     run = commands.add_parser(
-        "run", parents=[connection, index, model, limits, fleet], help="expand new documents until stopped"
+        "run",
+        parents=[connection, index, model, limits, fleet],
+        help="expand new documents until stopped",
     )
-    run.add_argument("--poll-seconds", type=float, help="wait between passes when nothing is pending (default 30)")
+    run.add_argument(
+        "--poll-seconds",
+        type=float,
+        help="wait between passes when nothing is pending (default 30)",
+    )
 
-    commands.add_parser("status", parents=[connection, index, model], help="count documents by expansion state")
+    commands.add_parser(
+        "status",
+        parents=[connection, index, model],
+        help="count documents by expansion state",
+    )
     commands.add_parser(
         "verify",
         parents=[connection, index, model, fleet],
@@ -209,14 +276,26 @@ def build_parser() -> argparse.ArgumentParser:
     search_commands.add_commands(commands, connection, index, model)
     offline.add_command(commands, [model])
 
-    tiny = commands.add_parser("build-tiny-model", help="build a tiny random mT5 model for tests and the demo")
+    tiny = commands.add_parser(
+        "build-tiny-model", help="build a tiny random mT5 model for tests and the demo"
+    )
     tiny.add_argument("target", help="folder to write the model to")
-    tiny.add_argument("--corpus", required=True, help="JSONL file whose 'text' fields train the vocabulary")
+    tiny.add_argument(
+        "--corpus",
+        required=True,
+        help="JSONL file whose 'text' fields train the vocabulary",
+    )
     return parser
 
 
 _NOT_SETTINGS = {
-    "command", "action", "config", "port", "heap", "target", "corpus",
+    "command",
+    "action",
+    "config",
+    "port",
+    "heap",
+    "target",
+    "corpus",
     "attach_change_pipeline",
     *search_commands.ARGUMENTS,
     *offline.ARGUMENTS,
@@ -224,7 +303,9 @@ _NOT_SETTINGS = {
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    flags = {key: value for key, value in vars(args).items() if key not in _NOT_SETTINGS}
+    flags = {
+        key: value for key, value in vars(args).items() if key not in _NOT_SETTINGS
+    }
     return load_settings(flags, os.environ, getattr(args, "config", None))
 
 
@@ -249,15 +330,21 @@ def _command_init(settings: Settings, attach_change_pipeline: bool = False) -> i
 
     engine = connect_cluster(settings)
     assert settings.index is not None
-    ensure_expansion_mapping(engine, settings.index, settings.expansion_field, settings.analyzer)
-    print(f"index {settings.index}: expansion object {settings.expansion_field!r} mapped")
+    ensure_expansion_mapping(
+        engine, settings.index, settings.expansion_field, settings.analyzer
+    )
+    print(
+        f"index {settings.index}: expansion object {settings.expansion_field!r} mapped"
+    )
     if attach_change_pipeline:
         from worker.cluster.ingest import install_change_pipeline
 
         names = install_change_pipeline(
             engine, settings.index, settings.expansion_field, settings.change_pipeline
         )
-        print(f"change pipeline {settings.change_pipeline!r} attached to: {', '.join(names)}")
+        print(
+            f"change pipeline {settings.change_pipeline!r} attached to: {', '.join(names)}"
+        )
     return EXIT_OK
 
 
@@ -266,7 +353,9 @@ def _command_status(settings: Settings) -> int:
 
     engine = connect_cluster(settings)
     assert settings.index is not None
-    counts = expansion_counts(engine, settings.index, settings.expansion_field, current_fingerprint(settings))
+    counts = expansion_counts(
+        engine, settings.index, settings.expansion_field, current_fingerprint(settings)
+    )
     print(json.dumps({"index": settings.index, **counts}))
     return EXIT_OK
 
@@ -285,7 +374,9 @@ def _command_backfill(settings: Settings) -> int:
 
     engine = connect_cluster(settings)
     assert settings.index is not None
-    ensure_expansion_mapping(engine, settings.index, settings.expansion_field, settings.analyzer)
+    ensure_expansion_mapping(
+        engine, settings.index, settings.expansion_field, settings.analyzer
+    )
     metrics = WorkerMetrics()
     pipeline = build_pipeline(settings, engine, metrics)
     service = start_service(settings, pipeline, metrics)
@@ -294,7 +385,9 @@ def _command_backfill(settings: Settings) -> int:
     if settings.limit is not None:
         total = min(total, settings.limit)
     try:
-        with tqdm(total=total, unit="doc", disable=not settings.progress, file=sys.stderr) as bar:
+        with tqdm(
+            total=total, unit="doc", disable=not settings.progress, file=sys.stderr
+        ) as bar:
             summary = pipeline.backfill(settings.limit, progress=bar.update)
     finally:
         stop_handler.cancel()
@@ -308,12 +401,18 @@ def _command_run(settings: Settings) -> int:
 
     engine = connect_cluster(settings)
     assert settings.index is not None
-    ensure_expansion_mapping(engine, settings.index, settings.expansion_field, settings.analyzer)
+    ensure_expansion_mapping(
+        engine, settings.index, settings.expansion_field, settings.analyzer
+    )
     metrics = WorkerMetrics()
     pipeline = build_pipeline(settings, engine, metrics)
     service = start_service(settings, pipeline, metrics)
     stop_handler = install_stop_handlers(pipeline, settings.shutdown_grace_seconds)
-    logger.info("daemon started on index %s, polling every %.0f s", settings.index, settings.poll_seconds)
+    logger.info(
+        "daemon started on index %s, polling every %.0f s",
+        settings.index,
+        settings.poll_seconds,
+    )
     try:
         summary = pipeline.run_forever(settings.poll_seconds)
     finally:
@@ -343,7 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             configure_logging("WARNING", "text")
             return _command_build_tiny_model(args)
         settings = settings_from_args(args)
-        configure_logging(settings.log_level, settings.log_format, settings.log_repeat_seconds)
+        configure_logging(
+            settings.log_level, settings.log_format, settings.log_repeat_seconds
+        )
         set_worker_ids(settings.index, settings.slice)
         logger.debug("settings (secrets hidden): %s", settings.redacted())
         if args.command == "expand-file":
@@ -370,5 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if not is_transient(error):
             raise
-        print(f"d2q: error: the cluster is unavailable: {error}; try again later", file=sys.stderr)
+        print(
+            f"d2q: error: the cluster is unavailable: {error}; try again later",
+            file=sys.stderr,
+        )
         return EXIT_ERROR

@@ -296,6 +296,7 @@ class Pipeline:
             stats,
             slice_id_max=self.config.slice_id_max,
         )
+
         def finish(expanded: ExpandedPage) -> None:
             result = self.write_page(expanded)
             summary.add(result)
@@ -304,7 +305,9 @@ class Pipeline:
 
         overlap = Overlap(self.expand_page, finish, depth=OVERLAP_DEPTH)
         try:
-            overlap.run(numbered_pages(pages, limit), should_stop=self.stop_event.is_set)
+            overlap.run(
+                numbered_pages(pages, limit), should_stop=self.stop_event.is_set
+            )
         finally:
             summary.reopened += stats.reopened
             pages.close()

@@ -299,7 +299,9 @@ def load_settings(
         if key not in names:
             problems.append(f"unknown setting {key!r}")
             continue
-        layered[key] = value if not isinstance(value, str) else _convert(key, value, problems)
+        layered[key] = (
+            value if not isinstance(value, str) else _convert(key, value, problems)
+        )
 
     settings = Settings(**{k: v for k, v in layered.items() if v is not None})
     problems.extend(validate(settings))
@@ -346,9 +348,10 @@ def validate(settings: Settings) -> list[str]:
             f"min_new_tokens: {settings.min_new_tokens} is above max_new_tokens "
             f"{settings.max_new_tokens}"
         )
-    if settings.output_vocabulary is not None and not Path(
-        settings.output_vocabulary
-    ).is_file():
+    if (
+        settings.output_vocabulary is not None
+        and not Path(settings.output_vocabulary).is_file()
+    ):
         problems.append(
             f"output_vocabulary: file {settings.output_vocabulary!r} not found"
         )
@@ -424,7 +427,9 @@ def _validate_reliability(settings: Settings) -> list[str]:
     if settings.password is not None and settings.username is None:
         problems.append("password: is set but username is not; set D2Q_USERNAME too")
     if settings.api_key is not None and settings.username is not None:
-        problems.append("api_key: set either api_key or username and password, not both")
+        problems.append(
+            "api_key: set either api_key or username and password, not both"
+        )
     if settings.aws_region is not None and (settings.username or settings.api_key):
         problems.append(
             "aws_region: AWS request signing replaces basic auth and API keys; "
@@ -459,7 +464,9 @@ def _validate_search(settings: Settings) -> list[str]:
         if not math.isfinite(value) or value < 0:
             problems.append(f"{name}: {value} must be a finite number, 0 or more")
     if all(getattr(settings, name) == 0 for name in weights):
-        problems.append("text_weight, queries_weight, terms_weight: at least one must be above 0")
+        problems.append(
+            "text_weight, queries_weight, terms_weight: at least one must be above 0"
+        )
     if not 0 < settings.keep_fraction <= 1:
         problems.append(
             f"keep_fraction: {settings.keep_fraction} is outside (0, 1]; 0.7 keeps "

@@ -15,12 +15,22 @@ from tests.support import FAST_GENERATION, cli_arguments, create_index, fetch, r
 from worker.cli import main
 
 SPECIAL_DOCUMENTS = [
-    {"_id": "two-paragraphs", "title": "Dos", "text": read_sample(2)[0]["text"] + "\n\n" + read_sample(2)[1]["text"]},
+    {
+        "_id": "two-paragraphs",
+        "title": "Dos",
+        "text": read_sample(2)[0]["text"] + "\n\n" + read_sample(2)[1]["text"],
+    },
     {"_id": "empty", "title": "", "text": ""},
     {"_id": "blank", "text": "   \n\t  "},
     {"_id": "missing-field", "other": "no text here"},
     {"_id": "number", "text": 42},
-    {"_id": "list", "text": ["Primera parte del texto sobre la ciudad.", "Segunda parte sobre el río."]},
+    {
+        "_id": "list",
+        "text": [
+            "Primera parte del texto sobre la ciudad.",
+            "Segunda parte sobre el río.",
+        ],
+    },
     {"_id": "markup-only", "text": "<div><br/><span></span></div>"},
 ]
 SKIPPED_IDS = {"empty", "blank", "missing-field", "number", "markup-only"}
@@ -33,7 +43,9 @@ def sample_index(engine, index_name):
     return index_name, documents
 
 
-def test_backfill_expands_eligible_documents(engine, cluster_url, tiny_model, sample_index):
+def test_backfill_expands_eligible_documents(
+    engine, cluster_url, tiny_model, sample_index
+):
     index, documents = sample_index
     arguments = cli_arguments(cluster_url, index, tiny_model, "--no-progress")
 
@@ -58,9 +70,19 @@ def test_backfill_expands_eligible_documents(engine, cluster_url, tiny_model, sa
         }
 
 
-def test_two_paragraph_document_has_two_paragraphs(engine, cluster_url, tiny_model, sample_index):
+def test_two_paragraph_document_has_two_paragraphs(
+    engine, cluster_url, tiny_model, sample_index
+):
     index, _ = sample_index
-    assert main(["backfill", *cli_arguments(cluster_url, index, tiny_model, "--no-progress")]) == 0
+    assert (
+        main(
+            [
+                "backfill",
+                *cli_arguments(cluster_url, index, tiny_model, "--no-progress"),
+            ]
+        )
+        == 0
+    )
 
     expansion = fetch(engine, index, "two-paragraphs")["doc2query"]
 
@@ -68,14 +90,26 @@ def test_two_paragraph_document_has_two_paragraphs(engine, cluster_url, tiny_mod
     assert set(expansion["query_paragraph"]) == {0, 1}
 
 
-def test_term_weight_query_finds_expanded_document(engine, cluster_url, tiny_model, sample_index):
+def test_term_weight_query_finds_expanded_document(
+    engine, cluster_url, tiny_model, sample_index
+):
     index, _ = sample_index
-    assert main(["backfill", *cli_arguments(cluster_url, index, tiny_model, "--no-progress")]) == 0
+    assert (
+        main(
+            [
+                "backfill",
+                *cli_arguments(cluster_url, index, tiny_model, "--no-progress"),
+            ]
+        )
+        == 0
+    )
     doc_id = read_sample(1)[0]["_id"]
     terms = fetch(engine, index, doc_id)["doc2query"]["terms"]
     term = max(terms, key=terms.get)
 
-    response = engine.search(index, {"query": engine.feature_clause("doc2query.terms", term), "size": 100})
+    response = engine.search(
+        index, {"query": engine.feature_clause("doc2query.terms", term), "size": 100}
+    )
 
     assert doc_id in {hit["_id"] for hit in response["hits"]["hits"]}
 
@@ -108,7 +142,9 @@ def test_status_counts_by_state(cluster_url, tiny_model, sample_index, capsys):
     assert counts["failed"] == 0
 
 
-def test_other_settings_make_documents_stale(cluster_url, tiny_model, sample_index, capsys):
+def test_other_settings_make_documents_stale(
+    cluster_url, tiny_model, sample_index, capsys
+):
     index, documents = sample_index
     arguments = cli_arguments(cluster_url, index, tiny_model)
     assert main(["backfill", *arguments, "--no-progress"]) == 0
@@ -121,18 +157,29 @@ def test_other_settings_make_documents_stale(cluster_url, tiny_model, sample_ind
     assert counts["pending"] == len(documents)
 
 
-def test_daemon_expands_document_added_later(engine, cluster_url, tiny_model, index_name):
+def test_daemon_expands_document_added_later(
+    engine, cluster_url, tiny_model, index_name
+):
     create_index(engine, index_name, read_sample(3))
-    arguments = ["run", *cli_arguments(cluster_url, index_name, tiny_model, "--poll-seconds", "1")]
+    arguments = [
+        "run",
+        *cli_arguments(cluster_url, index_name, tiny_model, "--poll-seconds", "1"),
+    ]
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "worker", *arguments], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "worker", *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         _wait_for_status(engine, index_name, "sqes-00000", "expanded")
         engine.index_document(
             index_name,
             "late",
-            {"title": "Tarde", "text": "Un documento que llega cuando el servicio ya funciona."},
+            {
+                "title": "Tarde",
+                "text": "Un documento que llega cuando el servicio ya funciona.",
+            },
             refresh=True,
         )
 
@@ -143,7 +190,9 @@ def test_daemon_expands_document_added_later(engine, cluster_url, tiny_model, in
     assert daemon.returncode == 0, errors
 
 
-def _wait_for_status(engine, index: str, doc_id: str, status: str, timeout: float = 120) -> None:
+def _wait_for_status(
+    engine, index: str, doc_id: str, status: str, timeout: float = 120
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         source = engine.get_source(index, doc_id)
@@ -154,7 +203,12 @@ def _wait_for_status(engine, index: str, doc_id: str, status: str, timeout: floa
 
 
 def test_init_rejects_conflicting_mapping(engine, cluster_url, index_name):
-    mapping = {"properties": {"text": {"type": "text"}, "doc2query": {"properties": {"terms": {"type": "object"}}}}}
+    mapping = {
+        "properties": {
+            "text": {"type": "text"},
+            "doc2query": {"properties": {"terms": {"type": "object"}}},
+        }
+    }
     create_index(engine, index_name, [], mapping=mapping)
 
     result = run_d2q(["init", "--url", cluster_url, "--index", index_name])
@@ -165,7 +219,17 @@ def test_init_rejects_conflicting_mapping(engine, cluster_url, index_name):
 
 
 def test_invalid_setting_names_allowed_values(cluster_url, index_name):
-    result = run_d2q(["backfill", "--url", cluster_url, "--index", index_name, "--decoding", "greedy"])
+    result = run_d2q(
+        [
+            "backfill",
+            "--url",
+            cluster_url,
+            "--index",
+            index_name,
+            "--decoding",
+            "greedy",
+        ]
+    )
 
     assert result.returncode == 2
     assert "decoding" in result.stderr

@@ -46,7 +46,9 @@ def test_taken_port_is_reported(tmp_path):
         port = holder.getsockname()[1]
         node = local.get_node("opensearch", port, cache_dir=tmp_path)
 
-        with pytest.raises(LocalClusterError, match=f"port {port} on 127.0.0.1 is taken"):
+        with pytest.raises(
+            LocalClusterError, match=f"port {port} on 127.0.0.1 is taken"
+        ):
             local.start(node)
 
 

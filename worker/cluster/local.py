@@ -282,7 +282,9 @@ def _other_version(distribution: Distribution, version: str) -> Distribution:
 # --- fetching and assembling -------------------------------------------------
 
 
-def _write_module(module: Module, target: Path, dist: Distribution, cache: Path) -> None:
+def _write_module(
+    module: Module, target: Path, dist: Distribution, cache: Path
+) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for jar in module.jars:
         shutil.copy2(fetch_artifact(jar, cache), target / jar.file_name)
@@ -432,7 +434,9 @@ def start(node: LocalNode, heap: str = DEFAULT_HEAP) -> str:
             **server_user.popen_options(account),
         )
     node.pid_file.write_text(f"{process.pid}\n")
-    logger.info("started %s pid %d, waiting for %s", dist.home_name, process.pid, node.url)
+    logger.info(
+        "started %s pid %d, waiting for %s", dist.home_name, process.pid, node.url
+    )
 
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -485,7 +489,9 @@ def stop(node: LocalNode) -> bool:
         _reap(pid)
         time.sleep(0.5)
     else:
-        logger.warning("pid %d ignored SIGTERM for %.0f s; killing", pid, STOP_TIMEOUT_SECONDS)
+        logger.warning(
+            "pid %d ignored SIGTERM for %.0f s; killing", pid, STOP_TIMEOUT_SECONDS
+        )
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
     node.pid_file.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
 import sentencepiece
 import torch
@@ -75,7 +76,8 @@ def build_tiny_model(
     # which real doc2query models learned not to; suppress them so every
     # generated query holds words.
     sentinels = [f"<extra_id_{i}>" for i in range(TINY_EXTRA_IDS)]
-    sentinel_ids = [int(tokenizer.convert_tokens_to_ids(token)) for token in sentinels]
+    # A list of tokens converts to a list of ids.
+    sentinel_ids = cast(list[int], tokenizer.convert_tokens_to_ids(sentinels))
     model.generation_config.suppress_tokens = [0, 2, *sentinel_ids]
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
