@@ -20,16 +20,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import time
 from pathlib import Path
 
-import sentencepiece
 import torch
 from transformers import MT5Config, MT5ForConditionalGeneration, T5Tokenizer
 
+from worker.model.tiny import train_vocabulary
 from worker.model.vocabulary import collect_output_vocabulary, write_output_vocabulary
 
 logger = logging.getLogger(__name__)
@@ -57,25 +56,7 @@ def read_texts(corpus: Path) -> list[str]:
 
 def build_tokenizer(texts: list[str]) -> T5Tokenizer:
     """Train a Spanish SentencePiece vocabulary and pad it to mT5's size."""
-    model_proto = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts),
-        model_writer=model_proto,
-        vocab_size=TRAINED_PIECES,
-        hard_vocab_limit=False,
-        model_type="unigram",
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        character_coverage=1.0,
-        minloglevel=2,
-    )
-    processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto.getvalue())
-    vocab = [
-        (processor.id_to_piece(i), processor.get_score(i))
-        for i in range(processor.get_piece_size())
-    ]
+    vocab = train_vocabulary(texts, TRAINED_PIECES, hard_vocab_limit=False)
     trained = len(vocab)
     vocab.extend(
         (f"{PLACEHOLDER_PREFIX}{number}", PLACEHOLDER_SCORE)
@@ -102,7 +83,7 @@ def build_model(seed: int) -> MT5ForConditionalGeneration:
         eos_token_id=1,
     )
     # transformers 5 sets tie_word_embeddings to True in MT5Config whatever
-    # the argument says; mT5-base has a separate output layer, so untie it here.
+    # the argument passed. mT5-base has a separate output layer, so untie it here.
     config.tie_word_embeddings = False
     torch.manual_seed(seed)
     model = MT5ForConditionalGeneration(config)

@@ -1,8 +1,8 @@
 """A loopback HTTP(S) proxy of the tests' own that injects faults on a schedule.
 
 It forwards every request to a real node. Where a scheduled fault matches the
-request, it responds with an error status, resets the connection, holds the
-response back after the node applied the request, rejects some items of a bulk
+request, it responds with an error status, resets the connection, delays the
+response until after the node applied the request, rejects some items of a bulk
 request with 429, or rejects bodies over a size. It can also require an
 Authorization header and terminate TLS with a certificate the test made.
 """

@@ -248,7 +248,7 @@ def score_runs(
 ) -> list[VariantResult]:
     """Compute the metrics of each run, and p-values of each against the baseline.
 
-    Queries missing from a run count as answered with nothing. The first run
+    Queries missing from a run count as returning no documents. The first run
     is the baseline of the paired test.
     """
     from ranx import Qrels as RanxQrels

@@ -4,7 +4,7 @@ One small HTTP server serves ``/metrics`` (Prometheus text format),
 ``/healthz`` (liveness: the process responds and its loop is not stuck) and
 ``/readyz`` (readiness: the model is loaded and the last pass reached the
 cluster). The hooks wrap a pipeline's ``run_pass``, ``expand_page`` and
-``write_page`` on the instance, so the pipeline itself knows nothing of metrics.
+``write_page`` on the instance, so the pipeline itself does not depend on metrics.
 """
 
 from __future__ import annotations

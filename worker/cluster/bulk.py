@@ -30,7 +30,7 @@ class Update:
 
 @dataclass(frozen=True)
 class ItemOutcome:
-    """What the cluster did with one bulk item."""
+    """The outcome of one bulk item."""
 
     index: str
     id: str
@@ -96,7 +96,7 @@ def read_bulk_items(
 ) -> list[ItemOutcome]:
     """Return one outcome per update, in order.
 
-    A bulk request answers 200 even when items fail, so each item's status is
+    A bulk request returns 200 even when items fail, so each item's status is
     read: 409 is a version conflict (the document changed since it was read),
     404 means the document was deleted since it was read, 429 and 502-504 can
     be retried, any other error is permanent.

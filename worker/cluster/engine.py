@@ -437,7 +437,7 @@ def _detect_write_method(client: Any, server: str) -> WriteMethod:
 
 
 def _server_info(config: ConnectionConfig) -> ServerInfo | None:
-    """Detect the server, or with ``--engine`` read only its version if it answers."""
+    """Detect the server, or with ``--engine`` read only its version if it responds."""
     if config.engine == "auto":
         server = detect_server(config.url, config.http_options())
         check_supported(server)

@@ -213,7 +213,7 @@ def runs_as_other_user(distribution: Distribution) -> bool:
 
 @dataclass(frozen=True)
 class LocalNode:
-    """Where one local node keeps its files."""
+    """The folders and files of one local node."""
 
     distribution: Distribution
     port: int
@@ -376,7 +376,7 @@ def start(node: LocalNode, heap: str = DEFAULT_HEAP) -> str:
 
     Raises:
         LocalClusterError: Java or mvn is missing, the port is taken by another
-            process, or the server did not answer within the start timeout.
+            process, or the server did not respond within the start timeout.
     """
     if _read_pid(node) is not None and _cluster_ready(node.url):
         logger.info("%s already running at %s", node.distribution.engine, node.url)
@@ -451,7 +451,7 @@ def start(node: LocalNode, heap: str = DEFAULT_HEAP) -> str:
         time.sleep(1.0)
     stop(node)
     raise LocalClusterError(
-        f"{dist.home_name} did not answer at {node.url} within "
+        f"{dist.home_name} did not respond at {node.url} within "
         f"{START_TIMEOUT_SECONDS:.0f} s; last output:\n{_log_tail(node)}"
     )
 
@@ -504,7 +504,7 @@ def _reap(pid: int) -> None:
 
 
 def status(node: LocalNode) -> dict[str, object]:
-    """Describe the node: whether its process runs and which version answers."""
+    """Describe the node: whether its process runs and which version responds."""
     pid = _read_pid(node)
     try:
         version: str | None = detect_server(node.url, HttpOptions(timeout=2.0)).version

@@ -55,7 +55,7 @@ class BulkWriter:
     """Sends bulk updates bounded in bytes and count; retries only rejected items.
 
     Two kinds of retry exist. A whole request that fails with a connection
-    error, a timeout, 429 or 502-504 is sent again as it was. Within an answered
+    error, a timeout, 429 or 502-504 is sent again as it was. When the cluster responds to a
     request, only the items rejected with 429 or 502-504 are sent again. Both
     wait with capped exponential backoff and jitter. Every update replaces the
     whole expansion object and carries the sequence number of its read, so an

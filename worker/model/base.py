@@ -11,7 +11,7 @@ from worker.model.batching import DEFAULT_MAX_BATCH_TOKENS
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """What to load and how to generate; plain values taken from the settings."""
+    """The model to load and how to generate, as plain values taken from the settings."""
 
     model: str
     backend: str = "torch"

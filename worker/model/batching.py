@@ -7,7 +7,7 @@ a call costs about::
     paragraphs * queries_per_paragraph * (longest_input + max_new_tokens)
 
 token positions. That product, not the paragraph count, is what the budget
-bounds. Paragraphs are sorted by length first, so a call holds paragraphs of
+bounds. Paragraphs are sorted by length first, so a call contains paragraphs of
 similar length and little padding.
 """
 

@@ -22,6 +22,34 @@ TINY_VOCAB_SIZE = 1000
 TINY_EXTRA_IDS = 10
 
 
+def train_vocabulary(
+    texts: Iterable[str], vocab_size: int, hard_vocab_limit: bool = True
+) -> list[tuple[str, float]]:
+    """Train a unigram SentencePiece vocabulary; return its (piece, score) pairs.
+
+    The special ids follow mT5: 0 is padding, 1 end of sequence, 2 unknown.
+    """
+    model_proto = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(texts)),
+        model_writer=model_proto,
+        vocab_size=vocab_size,
+        hard_vocab_limit=hard_vocab_limit,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        character_coverage=1.0,
+        minloglevel=2,
+    )
+    processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto.getvalue())
+    return [
+        (processor.id_to_piece(i), processor.get_score(i))
+        for i in range(processor.get_piece_size())
+    ]
+
+
 def build_tiny_model(
     target: str | Path,
     texts: Iterable[str],
@@ -34,24 +62,7 @@ def build_tiny_model(
     """
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
-    model_proto = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(list(texts)),
-        model_writer=model_proto,
-        vocab_size=vocab_size,
-        model_type="unigram",
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        character_coverage=1.0,
-        minloglevel=2,
-    )
-    processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto.getvalue())
-    vocab = [
-        (processor.id_to_piece(i), processor.get_score(i))
-        for i in range(processor.get_piece_size())
-    ]
+    vocab = train_vocabulary(texts, vocab_size)
     tokenizer = T5Tokenizer(vocab=vocab, extra_ids=TINY_EXTRA_IDS)
 
     config = MT5Config(
@@ -73,8 +84,8 @@ def build_tiny_model(
     torch.manual_seed(seed)
     model = MT5ForConditionalGeneration(config)
     # Random weights would often emit padding, unknown and sentinel tokens,
-    # which real doc2query models learned not to; suppress them so every
-    # generated query holds words.
+    # which real doc2query models learned not to. Suppressing them makes
+    # every generated query contain words.
     sentinels = [f"<extra_id_{i}>" for i in range(TINY_EXTRA_IDS)]
     # A list of tokens converts to a list of ids.
     sentinel_ids = cast(list[int], tokenizer.convert_tokens_to_ids(sentinels))
